@@ -1,0 +1,235 @@
+"""Settings as dataclasses: GPT-1's values are the defaults; TOML files and `--set key=value` override them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genpt.errors import GenptError
+
+
+@dataclass
+class ModelConfig:
+    """The Transformer decoder's shape. Names follow GPT-1's code (`n_layer`, `n_embd`, ...)."""
+
+    vocab_size: int = 40478
+    n_ctx: int = 512
+    n_embd: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_inner: int = 0  # 0 means 4 * n_embd, as in GPT-1
+    afn: str = "gelu"  # GPT-1's GELU is the tanh approximation
+    embd_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    resid_pdrop: float = 0.1
+    layer_norm_epsilon: float = 1e-5
+    initializer_range: float = 0.02
+
+    @property
+    def inner_dim(self) -> int:
+        return self.n_inner or 4 * self.n_embd
+
+    def validate(self) -> None:
+        _positive(self, "vocab_size", "n_ctx", "n_embd", "n_layer", "n_head")
+        if self.n_embd % self.n_head:
+            raise GenptError(
+                f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})"
+            )
+        if self.afn not in ACTIVATIONS:
+            raise GenptError(f"model.afn must be one of {sorted(ACTIVATIONS)}, got {self.afn!r}")
+        for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise GenptError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+ACTIVATIONS = ("gelu", "gelu_exact", "relu", "silu")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. Defaults are GPT-1's pre-training recipe, scaled by `max_steps`."""
+
+    batch_size: int = 64  # sequences per optimizer step (GPT-1: 64 x 512 tokens)
+    micro_batch_size: int = 0  # sequences per forward pass; 0 means batch_size (no accumulation)
+    lr: float = 2.5e-4
+    min_lr: float = 0.0  # GPT-1 anneals to zero
+    warmup_steps: int = 2000
+    lr_schedule: str = "cosine"  # cosine | linear | constant
+    max_steps: int = 100_000
+    max_minutes: float = 0.0  # 0 means no time limit
+    weight_decay: float = 0.01  # GPT-1's "modified L2" on matrices only
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    seed: int = 1234
+    dtype: str = "float32"  # float32 | bfloat16 (autocast)
+    compile: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_interval: int = 10
+    eval_interval: int = 200
+    eval_batches: int = 20
+    checkpoint_interval: int = 500
+    keep_checkpoints: int = 3
+
+    @property
+    def micro_batch(self) -> int:
+        return self.micro_batch_size or self.batch_size
+
+    @property
+    def accumulation_steps(self) -> int:
+        return self.batch_size // self.micro_batch
+
+    def validate(self) -> None:
+        _positive(self, "batch_size", "lr", "max_steps", "log_interval", "eval_interval",
+                  "eval_batches", "checkpoint_interval", "keep_checkpoints")
+        if self.batch_size % self.micro_batch:
+            raise GenptError(
+                f"train.batch_size ({self.batch_size}) must be a multiple of "
+                f"train.micro_batch_size ({self.micro_batch})"
+            )
+        if self.lr_schedule not in ("cosine", "linear", "constant"):
+            raise GenptError(
+                f"train.lr_schedule must be cosine, linear or constant, got {self.lr_schedule!r}"
+            )
+        if self.dtype not in ("float32", "bfloat16"):
+            raise GenptError(f"train.dtype must be float32 or bfloat16, got {self.dtype!r}")
+        for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr"):
+            if getattr(self, name) < 0:
+                raise GenptError(f"train.{name} must not be negative, got {getattr(self, name)}")
+
+
+@dataclass
+class DataConfig:
+    """Where pre-training reads its token shards (written by `genpt prepare`)."""
+
+    shards: str = "data/shards"
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pre-training run needs; saved as `config.json` in the run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.train.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _positive(section: Any, *names: str) -> None:
+    prefix = _SECTION_NAMES.get(type(section), "")
+    for name in names:
+        value = getattr(section, name)
+        if value <= 0:
+            raise GenptError(f"{prefix}{name} must be positive, got {value}")
+
+
+_SECTION_NAMES = {ModelConfig: "model.", TrainConfig: "train.", DataConfig: "data."}
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from nested dicts, rejecting unknown keys and values of the wrong type."""
+    if not isinstance(data, dict):
+        raise GenptError(f"{where or 'config'}: expected a table of settings, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        path = f"{where}{key}"
+        if key not in known:
+            raise GenptError(f"unknown setting {path!r}; known: {', '.join(sorted(known))}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            values[key] = from_dict(kind, value, f"{path}.")
+        else:
+            values[key] = _coerce(path, kind, value)
+    return cls(**values)
+
+
+def _coerce(path: str, kind: Any, value: Any) -> Any:
+    """Check that a TOML/JSON value fits the field's type; ints are accepted where floats are."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None:
+            return None
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, str):
+        return value
+    raise GenptError(f"setting {path!r} expects {_TYPE_WORDS.get(kind, kind)}, got {value!r}")
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `section.key=value` into a key path and a value parsed as TOML would parse it."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise GenptError(f"--set expects KEY=VALUE (e.g. model.n_layer=2), got {text!r}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word is a string: --set train.dtype=bfloat16
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Merge `--set` overrides into a nested settings dict (validated later by `from_dict`)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise GenptError(f"--set {text!r}: {part!r} is a setting, not a section")
+        node[path[-1]] = value
+    return data
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise GenptError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise GenptError(f"{path}: not valid TOML: {e}") from None
+
+
+def load_pretrain_config(path: str | Path | None = None, overrides: list[str] = ()) -> PretrainConfig:
+    """Defaults, then the TOML file, then `--set` overrides; validated."""
+    data = load_toml(path) if path else {}
+    config = from_dict(PretrainConfig, apply_overrides(data, list(overrides)))
+    config.validate()
+    return config
+
+
+def model_config_from_json(path: Path) -> ModelConfig:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GenptError(f"{path}: missing; a genpt checkpoint holds config.json") from None
+    except json.JSONDecodeError as e:
+        raise GenptError(f"{path}: not valid JSON ({e})") from None
+    config = from_dict(ModelConfig, data.get("model", data), "model.")
+    config.validate()
+    return config

@@ -1,0 +1,197 @@
+"""The GPT-1 Transformer decoder: post-LN blocks, GELU, learned positions, an LM head tied to the embedding.
+
+Modules are defined in the order data flows through them. The model knows nothing of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genpt.config import ModelConfig
+
+IGNORE_INDEX = -100  # label value that the LM loss skips (padding, positions with no target)
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def activation(name: str):
+    """GPT-1 used the tanh approximation of GELU; the others are for experiments."""
+    if name == "gelu":
+        return lambda x: F.gelu(x, approximate="tanh")
+    return {"gelu_exact": F.gelu, "relu": F.relu, "silu": F.silu}[name]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_pdrop = config.attn_pdrop
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(
+        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)
+            v = torch.cat([past[1], v], dim=2)
+        dropout = self.attn_pdrop if self.training else 0.0
+        past_len = k.size(2) - T
+        if past_len == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        else:
+            # New queries sit at the end: query i sees every cached key and the new keys up to itself.
+            mask = torch.ones(T, k.size(2), dtype=torch.bool, device=x.device).tril(diagonal=past_len)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y)), (k, v)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.inner_dim)
+        self.act = activation(config.afn)
+        self.c_proj = nn.Linear(config.inner_dim, config.n_embd)
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """GPT-1's post-LN residual block: normalise after adding, not before (unlike GPT-2)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.attn = CausalSelfAttention(config)
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+
+    def forward(self, x: torch.Tensor, past=None):
+        a, present = self.attn(x, past)
+        x = self.ln_1(x + a)
+        x = self.ln_2(x + self.mlp(x))
+        return x, present
+
+
+@dataclass
+class GPTOutput:
+    """What a forward pass returns; `loss` is set when labels were given, `cache` when asked for."""
+
+    logits: torch.Tensor | None
+    loss: torch.Tensor | None = None
+    hidden_states: torch.Tensor | None = None
+    cache: KVCache | None = None
+
+
+class GPT(nn.Module):
+    """The decoder with its tied LM head. `model(ids, labels=ids)` gives logits and the LM loss (L1)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.tokens_embed = nn.Embedding(config.vocab_size, config.n_embd)
+        self.positions_embed = nn.Embedding(config.n_ctx, config.n_embd)
+        self.drop = nn.Dropout(config.embd_pdrop)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.tokens_embed.weight  # tied, as in GPT-1
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-1: every weight matrix and embedding ~ N(0, 0.02), biases zero, LayerNorm identity."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def hidden(
+        self, input_ids: torch.Tensor, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Final hidden states (B, T, n_embd), and the key/value cache extended by these tokens."""
+        T = input_ids.size(1)
+        start = cache[0][0].size(2) if cache else 0
+        if start + T > self.config.n_ctx:
+            raise ValueError(
+                f"sequence of {start + T} tokens exceeds the model's context of {self.config.n_ctx}"
+            )
+        positions = torch.arange(start, start + T, device=input_ids.device)
+        x = self.drop(self.tokens_embed(input_ids) + self.positions_embed(positions))
+        present: KVCache = []
+        for i, block in enumerate(self.h):
+            x, kv = block(x, cache[i] if cache else None)
+            present.append(kv)
+        return x, present
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        use_cache: bool = False,
+        return_hidden: bool = False,
+    ) -> GPTOutput:
+        """Labels follow Hugging Face's convention: `labels[t]` is the target of position t-1.
+
+        With labels, logits are computed only where a prediction is scored, which avoids
+        materialising the (B, T, vocab) tensor for the last position.
+        """
+        h, present = self.hidden(input_ids, cache)
+        loss = None
+        if labels is not None:
+            logits = self.lm_head(h[:, :-1])
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(),
+                labels[:, 1:].reshape(-1),
+                ignore_index=IGNORE_INDEX,
+            )
+        else:
+            logits = self.lm_head(h)
+        return GPTOutput(
+            logits=logits,
+            loss=loss,
+            hidden_states=h if return_hidden else None,
+            cache=present if use_cache else None,
+        )
+
+
+def count_flops_per_token(config: ModelConfig) -> float:
+    """Training FLOPs per token (forward + backward), the 6N + attention estimate of Kaplan et al."""
+    n = config.n_layer * (4 * config.n_embd**2 + 2 * config.n_embd * config.inner_dim)
+    n += config.vocab_size * config.n_embd
+    return 6 * n + 6 * config.n_layer * config.n_ctx * config.n_embd
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices only (GPT-1's `vector_l2=False`): never biases, LayerNorm gains or 1-D tensors."""
+    decay, no_decay = [], []
+    for p in {id(p): p for p in model.parameters() if p.requires_grad}.values():
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+__all__ = ["GPT", "GPTOutput", "Block", "IGNORE_INDEX", "KVCache", "count_flops_per_token", "param_groups"]
