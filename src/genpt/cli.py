@@ -1,0 +1,202 @@
+"""The `genpt` command: parses arguments and calls the library; holds no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from genpt.errors import GenptError
+
+log = logging.getLogger("genpt")
+
+
+def cmd_tokenizer_train(args: argparse.Namespace) -> None:
+    from genpt.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.train(args.inputs, args.vocab_size, strip_gutenberg=args.strip_gutenberg)
+    tokenizer.save(args.output)
+    print(f"tokenizer with {tokenizer.vocab_size} ids written to {args.output}")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from genpt.data.corpus import prepare
+    from genpt.tokenizer import Tokenizer
+
+    stats = prepare(
+        args.inputs, Tokenizer.load(args.tokenizer), args.output, val_fraction=args.val_fraction,
+        workers=args.workers, text_field=args.text_field, strip_gutenberg=args.strip_gutenberg,
+        shard_tokens=args.shard_tokens, seed=args.seed,
+    )
+    print(
+        f"{stats.documents} documents, {stats.train_tokens:,} train + {stats.val_tokens:,} val tokens "
+        f"written to {stats.output_dir} in {stats.seconds:.1f} s ({stats.mb_per_s:.2f} MB/s)"
+    )
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from genpt.config import load_pretrain_config
+    from genpt.train.pretrain import pretrain, resume_config
+
+    overrides = list(args.set)
+    for flag, key in ((args.shards, "data.shards"), (args.max_steps, "train.max_steps"),
+                      (args.max_minutes, "train.max_minutes")):
+        if flag is not None:
+            overrides.append(f"{key}={json.dumps(flag)}")
+    if args.resume and (Path(args.output) / "config.json").exists():
+        config = resume_config(args.output, overrides)
+    else:
+        config = load_pretrain_config(args.config, overrides)
+    result = pretrain(config, args.output, resume=args.resume)
+    summary = {"step": result.step, "tokens": result.tokens_seen, "seconds": round(result.seconds, 1),
+               "checkpoint": str(result.checkpoint), **{f"val_{k}": v for k, v in result.last_eval.items()}}
+    print(json.dumps(summary))
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    import torch
+
+    from genpt.generate import generate
+    from genpt.train.checkpoint import load, load_tokenizer
+
+    model, tokenizer = load(args.run), load_tokenizer(args.run)
+    ids = tokenizer.encode(args.prompt) or [tokenizer.eot_id]
+    generator = torch.Generator().manual_seed(args.seed)
+    for _ in range(args.num_samples):
+        out = generate(model, torch.tensor([ids]), args.max_new_tokens, temperature=args.temperature,
+                       top_k=args.top_k, top_p=args.top_p, generator=generator, eos_id=tokenizer.eot_id)
+        print(tokenizer.decode(out[0].tolist()))
+
+
+def cmd_perplexity(args: argparse.Namespace) -> None:
+    from genpt.data.corpus import iter_documents
+    from genpt.scoring import perplexity
+    from genpt.train.checkpoint import load, load_tokenizer
+
+    model, tokenizer = load(args.run), load_tokenizer(args.run)
+    ids: list[int] = []
+    for doc in iter_documents(args.inputs, strip_gutenberg=args.strip_gutenberg):
+        ids.extend(tokenizer.encode(doc.text))
+        ids.append(tokenizer.eot_id)
+    result = perplexity(model, ids)
+    if args.json:
+        print(json.dumps({"tokens": result.tokens, "loss": result.loss, "perplexity": result.perplexity}))
+    else:
+        print(f"perplexity {result.perplexity:.3f} (loss {result.loss:.4f} nats/token over {result.tokens:,} tokens)")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from genpt.scoring import token_logprobs
+    from genpt.train.checkpoint import load, load_tokenizer
+
+    model, tokenizer = load(args.run), load_tokenizer(args.run)
+    ids = tokenizer.encode(args.text)
+    if not ids:
+        raise GenptError("--text is empty: nothing to score")
+    logprobs = token_logprobs(model, ids)
+    rows = [{"id": i, "token": tokenizer.decode([i]), "logprob": lp}
+            for i, lp in zip(ids, [None, *logprobs], strict=True)]
+    if args.json:
+        print(json.dumps({"ids": ids, "logprobs": [None, *logprobs], "tokens": rows}))
+    else:
+        for row in rows:
+            lp = "" if row["logprob"] is None else f"{row['logprob']:.4f}"
+            print(f"{row['id']:>7}  {lp:>9}  {row['token']!r}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from genpt.demo import run_demo
+
+    result = run_demo(corpus=args.corpus, output=args.output, minutes=args.minutes, fresh=args.fresh)
+    print(f"pre-trained {result.steps} steps ({result.tokens:,} tokens) in {result.run_dir}")
+    print(f"validation perplexity: untrained {result.untrained_perplexity:,.1f} -> "
+          f"pre-trained {result.perplexity:,.1f}")
+    print(f"sample: {result.sample}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genpt", description="Generative pre-training and discriminative fine-tuning (GPT-1)."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tok = sub.add_parser("tokenizer", help="train a BPE tokenizer").add_subparsers(dest="action", required=True)
+    p = tok.add_parser("train", help="train a byte-level BPE on text files")
+    p.add_argument("inputs", nargs="+", help="files, folders or globs (.txt, .jsonl, .gz)")
+    p.add_argument("--vocab-size", type=int, default=16384)
+    p.add_argument("--output", "-o", default="tokenizer.json")
+    p.add_argument("--strip-gutenberg", action="store_true", help="drop Project Gutenberg headers and licences")
+    p.set_defaults(func=cmd_tokenizer_train)
+
+    p = sub.add_parser("prepare", help="turn text into token shards")
+    p.add_argument("inputs", nargs="+", help="files, folders or globs (.txt, .jsonl, .gz)")
+    p.add_argument("--tokenizer", "-t", required=True, help="tokenizer.json")
+    p.add_argument("--output", "-o", required=True, help="folder for the shards")
+    p.add_argument("--val-fraction", type=float, default=0.01, help="share of documents held out")
+    p.add_argument("--workers", type=int, default=0, help="encoding processes (0: one per core)")
+    p.add_argument("--text-field", default="text", help="field holding the text in .jsonl files")
+    p.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard file")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--strip-gutenberg", action="store_true", help="drop Project Gutenberg headers and licences")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("pretrain", help="pre-train a language model on token shards")
+    p.add_argument("--config", "-c", help="TOML settings file ([model], [train], [data])")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set model.n_layer=2 (repeatable)")
+    p.add_argument("--shards", help="prepared shards folder (data.shards)")
+    p.add_argument("--output", "-o", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    p.add_argument("--max-steps", type=int, help="train.max_steps")
+    p.add_argument("--max-minutes", type=float, help="train.max_minutes")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("generate", help="sample text from a model")
+    p.add_argument("run", help="run or checkpoint folder")
+    p.add_argument("--prompt", "-p", default="")
+    p.add_argument("--max-new-tokens", "-n", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=1.0, help="0 for greedy decoding")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("perplexity", help="perplexity of a model on text files")
+    p.add_argument("run", help="run or checkpoint folder")
+    p.add_argument("inputs", nargs="+", help="files, folders or globs (.txt, .jsonl, .gz)")
+    p.add_argument("--strip-gutenberg", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_perplexity)
+
+    p = sub.add_parser("score", help="each token's log-probability given the tokens before it")
+    p.add_argument("run", help="run or checkpoint folder")
+    p.add_argument("--text", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("demo", help="the whole method on a public-domain corpus, on the CPU, in minutes")
+    p.add_argument("--corpus", help="your own text (files, folders, globs) instead of Shakespeare")
+    p.add_argument("--output", "-o", default="runs/demo")
+    p.add_argument("--minutes", type=float, default=3.0, help="pre-training time budget")
+    p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    try:
+        args.func(args)
+    except GenptError as e:
+        print(f"genpt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genpt: interrupted", file=sys.stderr)
+        return 130
+    return 0

