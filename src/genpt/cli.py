@@ -106,6 +106,89 @@ def cmd_score(args: argparse.Namespace) -> None:
             print(f"{row['id']:>7}  {lp:>9}  {row['token']!r}")
 
 
+def task_from_args(args: argparse.Namespace):
+    """A built-in task by name, a TOML task file, or a custom task described by flags."""
+    from genpt.data.tasks import builtin_task, custom_task, task_from_toml
+
+    if args.type:
+        columns = [c.strip() for c in args.columns.split(",")] if args.columns else []
+        if not args.header:
+            columns = [int(c) if c.isdigit() else c for c in columns]
+        label = args.label_column
+        if label is not None and not args.header and label.isdigit():
+            label = int(label)
+        return custom_task(
+            name=args.task or "custom", type=args.type, format=args.format, columns=columns,
+            label_column=label, labels=args.labels.split(",") if args.labels else None, header=args.header,
+            train_file=getattr(args, "train", None),
+        )
+    if args.task is None:
+        raise GenptError("--task is required: a built-in task name, a TOML task file, or a name with --type")
+    if args.task.endswith(".toml"):
+        return task_from_toml(args.task, train_file=getattr(args, "train", None))
+    return builtin_task(args.task)
+
+
+def add_task_flags(p: argparse.ArgumentParser, required: bool) -> None:
+    g = p.add_argument_group("task", "a built-in task (sst2, cola, mrpc, stsb, ...), a TOML task file, "
+                             "or a custom task described by --type and --columns")
+    g.add_argument("--task", required=required, help="built-in name or a .toml task file")
+    g.add_argument("--type", choices=["classification", "entailment", "similarity", "multiple_choice",
+                                      "regression"], help="custom task: how the inputs are laid out")
+    g.add_argument("--columns", help="custom task: the text columns, comma-separated, in order")
+    g.add_argument("--label-column", help="custom task: the label column")
+    g.add_argument("--labels", help="custom task: the label values, comma-separated (default: those in --train)")
+    g.add_argument("--format", choices=["csv", "tsv", "jsonl"], help="custom task: file format (default: by extension)")
+    g.add_argument("--no-header", dest="header", action="store_false", help="custom task: files have no header row")
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from genpt.config import FinetuneConfig, apply_overrides, from_dict
+    from genpt.train.finetune import finetune
+
+    values = {"lm_coef": args.lm_coef, "scratch": args.scratch or None, "transfer_layers": args.transfer_layers,
+              "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed}
+    data = {k: v for k, v in values.items() if v is not None}
+    data = apply_overrides({"finetune": data}, args.set)
+    cfg = from_dict(FinetuneConfig, data.get("finetune", {}), "finetune.")
+    extra = set(data) - {"finetune"}
+    if extra:
+        raise GenptError(f"unknown setting section(s) {sorted(extra)}; fine-tuning takes finetune.KEY=VALUE")
+    result = finetune(args.init, task_from_args(args), args.train, args.dev, args.output, cfg, resume=args.resume)
+    for epoch, row in enumerate(result.epochs, 1):
+        print(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
+    print(json.dumps({"output": str(result.run_dir), "best_epoch": result.best_epoch, "best": result.best,
+                      "truncated": result.truncated, "seconds": round(result.seconds, 1)}))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from genpt.data.tasks import read_examples
+    from genpt.predict import load_finetuned, predict, score
+
+    finetuned = load_finetuned(args.run)
+    task = finetuned.task if args.task is None and not args.type else task_from_args(args)
+    if task.transform != finetuned.task.transform or task.target != finetuned.task.target:
+        raise GenptError(f"--task {task.name} does not fit the model, which was fine-tuned on {finetuned.task.name}")
+    examples = read_examples(task, args.data)
+    result = predict(finetuned, examples)
+    values = score(task, result.predicted, examples)
+    if args.json:
+        print(json.dumps({"task": task.name, "examples": len(examples), "truncated": result.truncated, **values}))
+    else:
+        print(f"{task.name}: {len(examples)} examples  " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from genpt.data.tasks import read_examples
+    from genpt.predict import load_finetuned, predict, write_predictions
+
+    finetuned = load_finetuned(args.run)
+    examples = read_examples(finetuned.task, args.input, require_labels=False)
+    result = predict(finetuned, examples)
+    write_predictions(args.output, finetuned.task, examples, result)
+    print(f"{len(examples)} predictions written to {args.output}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from genpt.demo import run_demo
 
@@ -177,6 +260,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("finetune", help="fine-tune a pre-trained model on a labeled task")
+    p.add_argument("--init", required=True, help="pre-trained run or checkpoint folder")
+    p.add_argument("--train", required=True, help="training file")
+    p.add_argument("--dev", help="development file: metrics after each epoch, best epoch kept")
+    p.add_argument("--output", "-o", required=True, help="folder for the fine-tuned model")
+    p.add_argument("--lm-coef", type=float, help="lambda in L3 = L2 + lambda L1 (default 0.5; 0: no auxiliary LM)")
+    p.add_argument("--scratch", action="store_true", help="random initialisation: no pre-training")
+    p.add_argument("--transfer-layers", type=int, help="transfer the embeddings and the first N blocks only")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tuning run")
+    p.add_argument("--set", action="append", default=[], metavar="finetune.KEY=VALUE")
+    add_task_flags(p, required=False)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="a fine-tuned model's metrics on labeled data")
+    p.add_argument("run", help="fine-tuned run or checkpoint folder")
+    p.add_argument("--data", required=True, help="labeled file")
+    p.add_argument("--json", action="store_true")
+    add_task_flags(p, required=False)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label new data with a fine-tuned model")
+    p.add_argument("run", help="fine-tuned run or checkpoint folder")
+    p.add_argument("--input", "-i", required=True, help="file in the task's format (labels not needed)")
+    p.add_argument("--output", "-o", required=True, help="predictions: .jsonl, .tsv or .csv")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo", help="the whole method on a public-domain corpus, on the CPU, in minutes")
     p.add_argument("--corpus", help="your own text (files, folders, globs) instead of Shakespeare")

@@ -128,6 +128,44 @@ class PretrainConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class FinetuneConfig:
+    """Discriminative fine-tuning settings. Defaults are GPT-1's (section 4.1 of the paper)."""
+
+    lr: float = 6.25e-5
+    batch_size: int = 32
+    micro_batch_size: int = 0  # 0 means batch_size
+    epochs: int = 3
+    warmup_fraction: float = 0.002  # linear warm-up over 0.2% of training, then linear decay
+    lm_coef: float = 0.5  # lambda in L3 = L2 + lambda * L1; 0 trains without the auxiliary LM
+    clf_pdrop: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    scratch: bool = False  # random initialisation ("without pre-training")
+    transfer_layers: int = -1  # -1: all blocks; N: the embeddings and the first N blocks only
+    max_len: int = 0  # 0 means the model's context
+    seed: int = 42
+    dtype: str = "float32"
+    device: str = "auto"
+    eval_batch_size: int = 64
+
+    def validate(self) -> None:
+        _positive(self, "lr", "batch_size", "epochs", "eval_batch_size")
+        if self.batch_size % (self.micro_batch_size or self.batch_size):
+            raise GenptError(
+                f"finetune.batch_size ({self.batch_size}) must be a multiple of "
+                f"finetune.micro_batch_size ({self.micro_batch_size})"
+            )
+        if not 0 <= self.warmup_fraction < 1:
+            raise GenptError(f"finetune.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.lm_coef < 0:
+            raise GenptError(f"finetune.lm_coef must not be negative, got {self.lm_coef}")
+        if not 0.0 <= self.clf_pdrop < 1.0:
+            raise GenptError(f"finetune.clf_pdrop must be in [0, 1), got {self.clf_pdrop}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise GenptError(f"finetune.dtype must be float32 or bfloat16, got {self.dtype!r}")
+
+
 def _positive(section: Any, *names: str) -> None:
     prefix = _SECTION_NAMES.get(type(section), "")
     for name in names:
@@ -136,7 +174,7 @@ def _positive(section: Any, *names: str) -> None:
             raise GenptError(f"{prefix}{name} must be positive, got {value}")
 
 
-_SECTION_NAMES = {ModelConfig: "model.", TrainConfig: "train.", DataConfig: "data."}
+_SECTION_NAMES = {ModelConfig: "model.", TrainConfig: "train.", DataConfig: "data.", FinetuneConfig: "finetune."}
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:

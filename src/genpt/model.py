@@ -176,6 +176,64 @@ class GPT(nn.Module):
         )
 
 
+class TaskHead(nn.Module):
+    """The only new parameters of fine-tuning: a linear layer on the extract token's final state."""
+
+    def __init__(self, n_embd: int, n_out: int, pdrop: float = 0.1, std: float = 0.02):
+        super().__init__()
+        self.dropout = nn.Dropout(pdrop)
+        self.linear = nn.Linear(n_embd, n_out)
+        nn.init.normal_(self.linear.weight, std=std)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(state))
+
+
+@dataclass
+class TaskOutput:
+    logits: torch.Tensor  # (B, n_out) for classes and scores, (B, choices) for multiple choice
+    lm_loss: torch.Tensor | None  # L1 on the task's own input tokens, when lm_labels were given
+
+
+class GPTForTask(nn.Module):
+    """A GPT with a task head, fed by the input transformations of `genpt.data.transforms`.
+
+    Each example is S sequences (S = 1, 2 for similarity, k for multiple choice). Similarity adds the
+    two orderings' extract states before the head; multiple choice scores every answer with a
+    one-output head and compares the scores across answers.
+    """
+
+    def __init__(self, config: ModelConfig, transform: str, n_out: int, clf_pdrop: float = 0.1):
+        super().__init__()
+        self.transform = transform
+        self.gpt = GPT(config)
+        self.head = TaskHead(config.n_embd, 1 if transform == "multiple_choice" else n_out, clf_pdrop,
+                             config.initializer_range)
+
+    def forward(
+        self, input_ids: torch.Tensor, extract_index: torch.Tensor, lm_labels: torch.Tensor | None = None
+    ) -> TaskOutput:
+        B, S, T = input_ids.shape
+        h, _ = self.gpt.hidden(input_ids.view(B * S, T))
+        state = h[torch.arange(B * S, device=h.device), extract_index.reshape(-1)].view(B, S, -1)
+        if self.transform == "similarity":
+            logits = self.head(state.sum(dim=1))
+        elif self.transform == "multiple_choice":
+            logits = self.head(state).squeeze(-1)
+        else:
+            logits = self.head(state[:, 0])
+        lm_loss = None
+        if lm_labels is not None:
+            lm_logits = self.gpt.lm_head(h[:, :-1])
+            lm_loss = F.cross_entropy(
+                lm_logits.reshape(-1, lm_logits.size(-1)).float(),
+                lm_labels.reshape(B * S, T)[:, 1:].reshape(-1),
+                ignore_index=IGNORE_INDEX,
+            )
+        return TaskOutput(logits, lm_loss)
+
+
 def count_flops_per_token(config: ModelConfig) -> float:
     """Training FLOPs per token (forward + backward), the 6N + attention estimate of Kaplan et al."""
     n = config.n_layer * (4 * config.n_embd**2 + 2 * config.n_embd * config.inner_dim)
@@ -194,4 +252,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-__all__ = ["GPT", "GPTOutput", "Block", "IGNORE_INDEX", "KVCache", "count_flops_per_token", "param_groups"]
+__all__ = [
+    "GPT", "GPTForTask", "GPTOutput", "TaskHead", "TaskOutput", "Block", "IGNORE_INDEX", "KVCache",
+    "count_flops_per_token", "param_groups",
+]

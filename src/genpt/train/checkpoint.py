@@ -24,8 +24,9 @@ from genpt.errors import GenptError
 from genpt.model import GPT
 
 CHECKPOINTS = "checkpoints"
+BEST = "best"  # fine-tuning keeps the checkpoint of the best epoch here
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
-TIED = "lm_head.weight"  # stored once, as tokens_embed.weight
+TIED = "lm_head.weight"  # tied to tokens_embed.weight: stored once, under that name
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -68,27 +69,46 @@ def save_checkpoint(
     for stale in root.glob(".tmp-*"):  # left by a run killed while writing
         shutil.rmtree(stale, ignore_errors=True)
     final = root / f"step_{step:08d}"
-    tmp = root / f".tmp-step_{step:08d}"
-    tmp.mkdir()
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k != TIED}
-    save_file(weights, tmp / "model.safetensors", metadata={"format": "pt", "step": str(step)})
+    write_checkpoint(final, model, optimizer, {"step": step, **state}, config=config, tokenizer_json=tokenizer_json)
+    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def write_checkpoint(
+    final: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    state: dict[str, Any],
+    *,
+    config: dict[str, Any],
+    tokenizer_json: Path | None = None,
+) -> None:
+    """Write one checkpoint folder under a temporary name, then rename it into place."""
+    tmp = final.parent / f".tmp-{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not _tied(k)}
+    save_file(weights, tmp / "model.safetensors", metadata={"format": "pt", "step": str(state.get("step"))})
     _write_json(tmp / "config.json", config)
-    _write_json(tmp / "state.json", {"step": step, **state, "rng": _rng_state()})
+    _write_json(tmp / "state.json", {**state, "rng": _rng_state()})
     if tokenizer_json is not None:
         shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
     if optimizer is not None:
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    if final.exists():  # the same step saved again after a resume: swap it out whole
-        old = root / f".tmp-old-{final.name}"
+    if final.exists():  # the same checkpoint saved again (after a resume, or a new best): swap it whole
+        old = final.parent / f".tmp-old-{final.name}"
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old)
     else:
         tmp.rename(final)
-    _fsync_dir(root)
-    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    _fsync_dir(final.parent)
+
+
+def _tied(key: str) -> bool:
+    return key == TIED or key.endswith("." + TIED)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -123,7 +143,7 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
         raise GenptError(f"{path}: unreadable checkpoint state ({e})") from None
 
 
-def load_weights(model: GPT, checkpoint: Path) -> None:
+def load_weights(model: torch.nn.Module, checkpoint: Path) -> None:
     """Load `model.safetensors` into `model`, naming the file and tensor when shapes disagree."""
     path = Path(checkpoint) / "model.safetensors"
     try:
@@ -132,7 +152,7 @@ def load_weights(model: GPT, checkpoint: Path) -> None:
         raise GenptError(f"{path}: missing; not a complete genpt checkpoint") from None
     except (SafetensorError, OSError) as e:
         raise GenptError(f"{path}: not a readable safetensors file ({e})") from None
-    expected = {k: v for k, v in model.state_dict().items() if k != TIED}
+    expected = {k: v for k, v in model.state_dict().items() if not _tied(k)}
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     if missing or unexpected:
@@ -152,10 +172,12 @@ def load_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path) -> None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder (its newest checkpoint)."""
+    """A checkpoint folder, or a run folder: its best checkpoint if it keeps one, else its newest."""
     path = Path(path)
     if (path / "model.safetensors").is_file():
         return path
+    if (path / BEST / "model.safetensors").is_file():
+        return path / BEST
     if not path.exists():
         raise GenptError(f"{path}: no such run or checkpoint folder")
     found = latest_checkpoint(path)

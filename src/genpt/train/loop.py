@@ -40,6 +40,7 @@ class TrainTask:
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None  # validation metrics
     checkpoint_config: dict[str, Any] = field(default_factory=dict)  # written as each checkpoint's config.json
     tokenizer_json: Path | None = None  # copied into each checkpoint
+    best_metric: str | None = None  # keep the checkpoint where this validation metric peaked, in best/
 
 
 @dataclass
@@ -136,7 +137,7 @@ def train(
     device = resolve_device(cfg.device)
     model.to(device)
     optimizer = make_optimizer(model, cfg, device)
-    step, tokens_seen, window = 0, 0, [0.0, 0]
+    step, tokens_seen, window, best = 0, 0, [0.0, 0], -math.inf
     if resume:
         found = ckpt.latest_checkpoint(run_dir)
         if found is None:
@@ -147,6 +148,7 @@ def train(
             state = ckpt.read_state(found)
             ckpt.restore_rng(state["rng"])
             step, tokens_seen, window = state["step"], state["tokens_seen"], state["log_window"]
+            best = state.get("best", best)
             log.info("resumed from %s (step %d, %d tokens seen)", found, step, tokens_seen)
     metrics = MetricsLog(run_dir, resume_step=step if resume else None)
     forward = torch.compile(model) if cfg.compile else model
@@ -158,7 +160,7 @@ def train(
     stopped_early = False
 
     def save() -> Path:
-        state = {"tokens_seen": tokens_seen, "log_window": window}
+        state = {"tokens_seen": tokens_seen, "log_window": window, "best": best}
         return ckpt.save_checkpoint(run_dir, step, model, optimizer, state, config=task.checkpoint_config,
                                     tokenizer_json=task.tokenizer_json, keep=cfg.keep_checkpoints)
 
@@ -202,6 +204,10 @@ def train(
                 last_eval = _evaluate(model, forward, task, device, cfg)
                 metrics.write(step, "val", **last_eval)
                 bar.message(f"step {step}: " + "  ".join(f"val {k} {v:.4f}" for k, v in last_eval.items()))
+                if task.best_metric is not None and last_eval[task.best_metric] > best:
+                    best = last_eval[task.best_metric]
+                    ckpt.write_checkpoint(run_dir / ckpt.BEST, model, None, {"step": step, "metrics": last_eval},
+                                          config=task.checkpoint_config, tokenizer_json=task.tokenizer_json)
             if step % cfg.checkpoint_interval == 0 or step == total_steps or timed_out:
                 saved = save()
             if timed_out:

@@ -48,7 +48,9 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         )
 
 
-def pretrain(config: PretrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
+def pretrain(
+    config: PretrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> TrainResult:
     """Pre-train a model as `config` says, writing checkpoints and metrics to `run_dir`."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
@@ -64,7 +66,9 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, *, resume: bool = Fals
     if found is not None:
         saved = json.loads((found / "config.json").read_text()).get("tokenizer", {})
         if saved.get("fingerprint") != tokenizer.fingerprint:
-            raise GenptError(f"{found}: checkpoint was trained with a different tokenizer than the shards in {shards_dir}")
+            raise GenptError(
+                f"{found}: checkpoint was trained with a different tokenizer than the shards in {shards_dir}"
+            )
     config.validate()
 
     run_dir.mkdir(parents=True, exist_ok=True)

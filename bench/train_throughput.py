@@ -1,0 +1,202 @@
+"""Training throughput of genpt's GPT against Hugging Face's OpenAIGPTLMHeadModel at the same shape.
+
+One training step is forward (LM loss on `labels=ids`), backward and an AdamW step, dropout on.
+Each implementation runs in its own subprocess, one after the other (never concurrently), so
+neither inherits the other's allocator or thread-pool state. A run times `--warmup` unmeasured
+steps, then `--steps` measured ones, and keeps the median step time; with `--repeats N` each
+implementation runs N times (alternating with the other) and the median of the run medians is
+reported. Achieved GFLOP/s is `count_flops_per_token(config)` x tokens/s for both, so it
+compares work done per second on the same nominal model, not each library's own FLOP count.
+
+    python bench/train_throughput.py --shape tiny                       # smoke test, seconds
+    python bench/train_throughput.py --shape small --steps 10 --warmup 3 --repeats 3
+    python bench/train_throughput.py --shape gpt1 --dtype bfloat16 --device cuda --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+
+# name: (n_layer, n_embd, n_head, n_ctx, vocab_size, batch)
+SHAPES = {
+    "tiny": (2, 64, 2, 64, 512, 8),
+    "small": (6, 384, 6, 256, 8192, 8),
+    "gpt1": (12, 768, 12, 512, 40478, 1),
+}
+IMPLEMENTATIONS = ("genpt", "hf")
+ADAMW = dict(lr=2.5e-4, betas=(0.9, 0.999), eps=1e-8)  # GPT-1's pre-training optimiser
+WEIGHT_DECAY = 0.01  # on matrices only, for both (genpt.model.param_groups)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", choices=SHAPES, default="small")
+    p.add_argument("--batch", type=int, default=0, help="sequences per step (default: the shape's)")
+    p.add_argument("--steps", type=int, default=10, help="measured steps per run")
+    p.add_argument("--warmup", type=int, default=3, help="unmeasured steps before timing")
+    p.add_argument("--repeats", type=int, default=1, help="subprocess runs per implementation")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="bfloat16 runs the step under torch.autocast; weights stay float32")
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                   help="torch.set_num_threads (default: all cores available to this process)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.repeats < 1 or args.threads < 1 or args.batch < 0:
+        p.error("--steps, --repeats and --threads must be positive; --warmup and --batch not negative")
+    return args
+
+
+def model_config(args: argparse.Namespace):
+    from genpt.config import ModelConfig
+
+    n_layer, n_embd, n_head, n_ctx, vocab_size, _ = SHAPES[args.shape]
+    return ModelConfig(vocab_size=vocab_size, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, n_head=n_head)
+
+
+def build_model(impl: str, config):
+    if impl == "genpt":
+        from genpt.model import GPT
+
+        return GPT(config)
+    import transformers
+
+    hf_config = transformers.OpenAIGPTConfig(
+        vocab_size=config.vocab_size, n_positions=config.n_ctx, n_embd=config.n_embd,
+        n_layer=config.n_layer, n_head=config.n_head, afn="gelu",  # HF's "gelu" here is the tanh form
+        embd_pdrop=config.embd_pdrop, attn_pdrop=config.attn_pdrop, resid_pdrop=config.resid_pdrop,
+        layer_norm_epsilon=config.layer_norm_epsilon, initializer_range=config.initializer_range,
+    )
+    return transformers.OpenAIGPTLMHeadModel(hf_config)
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """Time training steps of one implementation in this process; return its step times."""
+    import torch
+
+    from genpt.model import param_groups
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    config = model_config(args)
+    model = build_model(args.worker, config).to(device).train()
+    optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW)
+    ids = torch.randint(0, config.vocab_size, (args.batch, config.n_ctx), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+    times, losses = [], []
+    for step in range(args.warmup + args.steps):
+        sync()
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = model(ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        sync()  # CUDA kernels run asynchronously; stop the clock only when they are done
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+            losses.append(loss.item())  # after the clock: .item() would sync mid-step
+    n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    return {"step_s": times, "losses": losses, "parameters": n_params}
+
+
+def run_once(impl: str, argv: list[str]) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), *argv, "--worker", impl]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{impl} worker failed (exit {done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    import torch
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.batch = args.batch or SHAPES[args.shape][5]
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    # Workers get the resolved values, so both run exactly the same configuration.
+    argv += ["--device", args.device, "--batch", str(args.batch), "--threads", str(args.threads)]
+
+    from genpt.model import count_flops_per_token
+
+    config = model_config(args)
+    tokens_per_step = args.batch * config.n_ctx
+    env = {"torch": torch.__version__, "transformers": version("transformers"), "cpu": cpu_name(),
+           "device": args.device, "python": platform.python_version()}
+    if args.device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+    runs: dict[str, list[dict]] = {impl: [] for impl in IMPLEMENTATIONS}
+    for r in range(args.repeats):
+        for impl in IMPLEMENTATIONS:  # alternate, so slow drift in the machine hits both alike
+            result = run_once(impl, argv)
+            result["tokens_per_s"] = tokens_per_step / statistics.median(result["step_s"])
+            runs[impl].append(result)
+            print(f"  {impl} run {r + 1}/{args.repeats}: {result['tokens_per_s']:,.0f} tokens/s",
+                  file=sys.stderr)
+
+    flops = count_flops_per_token(config)
+    summary = {}
+    for impl, results in runs.items():
+        per_run = [x["tokens_per_s"] for x in results]
+        tps = statistics.median(per_run)
+        summary[impl] = {"tokens_per_s": tps, "tokens_per_s_runs": per_run, "gflops_per_s": tps * flops / 1e9,
+                         "parameters": results[0]["parameters"], "last_loss": results[-1]["losses"][-1]}
+    ratio = summary["genpt"]["tokens_per_s"] / summary["hf"]["tokens_per_s"]
+    settings = {"shape": args.shape, "n_layer": config.n_layer, "n_embd": config.n_embd,
+                "n_head": config.n_head, "n_ctx": config.n_ctx, "vocab_size": config.vocab_size,
+                "batch": args.batch, "dtype": args.dtype, "threads": args.threads, "steps": args.steps,
+                "warmup": args.warmup, "repeats": args.repeats, "flops_per_token": flops}
+    if args.json:
+        print(json.dumps({"env": env, "settings": settings, "results": summary, "ratio_genpt_hf": ratio},
+                         indent=2))
+    else:
+        print_report(env, settings, summary, ratio)
+
+
+def print_report(env: dict, settings: dict, summary: dict, ratio: float) -> None:
+    e, s = env, settings
+    print(f"torch {e['torch']}, transformers {e['transformers']}, Python {e['python']}")
+    print(f"CPU: {e['cpu']}; device: {e['device']}" + (f" ({e['gpu']})" if "gpu" in e else ""))
+    print(f"shape {s['shape']}: {s['n_layer']} layers, {s['n_embd']} wide, {s['n_head']} heads, "
+          f"context {s['n_ctx']}, vocab {s['vocab_size']}; batch {s['batch']}, {s['dtype']}, "
+          f"{s['threads']} threads")
+    print(f"median of {s['steps']} steps after {s['warmup']} warm-up, median over {s['repeats']} run(s); "
+          f"{s['flops_per_token'] / 1e6:.1f} MFLOP/token\n")
+    print(f"{'implementation':<16}{'tokens/s':>12}{'runs (min-max)':>20}{'GFLOP/s':>10}{'vs HF':>8}")
+    for impl, r in summary.items():
+        name = "genpt GPT" if impl == "genpt" else "HF OpenAIGPT"
+        spread = f"{min(r['tokens_per_s_runs']):,.0f}-{max(r['tokens_per_s_runs']):,.0f}"
+        rel = r["tokens_per_s"] / summary["hf"]["tokens_per_s"]
+        print(f"{name:<16}{r['tokens_per_s']:>12,.0f}{spread:>20}{r['gflops_per_s']:>10.1f}{rel:>7.2f}x")
+    print(f"\ngenpt/HF tokens/s ratio: {ratio:.2f}")
+
+if __name__ == "__main__":
+    main()

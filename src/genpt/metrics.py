@@ -1,0 +1,73 @@
+"""GLUE-style evaluation metrics by name: accuracy, F1, Matthews correlation, Pearson and Spearman.
+
+Values are fractions (accuracy 0.913, not 91.3) as plain floats. The conventions where a metric is
+undefined, chosen so that a score is always a number that can be compared across epochs:
+
+- ``f1`` is binary with class id 1 as the positive class; with no positive predictions and no
+  positive references it is 0.0 (scikit-learn's ``zero_division=0``).
+- ``mcc`` is 0.0 when either side is constant (scikit-learn's convention: no better than chance).
+- ``pearson`` and ``spearman`` are 0.0, not NaN, when either side is constant or there are fewer
+  than two items: a model that predicts one score for everything has shown no correlation, and a
+  NaN would make "the best epoch" meaningless (every comparison with NaN is false).
+"""
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from genpt.errors import GenptError
+
+METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman")
+
+
+def compute(names: Sequence[str], predictions: Sequence, references: Sequence) -> dict[str, float]:
+    """Each named metric of `predictions` against `references` (class ids, or scores for correlations)."""
+    if unknown := [name for name in names if name not in METRICS]:
+        raise GenptError(f"unknown metric(s) {', '.join(unknown)}; expected some of {', '.join(METRICS)}")
+    predicted, reference = np.asarray(predictions), np.asarray(references)
+    if predicted.ndim != 1 or predicted.shape != reference.shape or not len(predicted):
+        raise ValueError(f"metrics need two equally long, non-empty 1-D sequences; got shapes "
+                         f"{predicted.shape} and {reference.shape}")
+    return {name: float(_FUNCTIONS[name](predicted, reference)) for name in names}
+
+
+def primary_metric(names: Sequence[str]) -> str:
+    """The metric that picks the best epoch: the first one listed."""
+    if not names:
+        raise GenptError("a task needs at least one metric; expected some of " + ", ".join(METRICS))
+    return names[0]
+
+
+# scikit-learn and SciPy take about a second to import, so they load only when a metric is computed.
+def _accuracy(predicted: np.ndarray, reference: np.ndarray) -> float:
+    from sklearn.metrics import accuracy_score
+
+    return accuracy_score(reference, predicted)
+
+
+def _f1(predicted: np.ndarray, reference: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return f1_score(reference, predicted, pos_label=1, average="binary", zero_division=0.0)
+
+
+def _mcc(predicted: np.ndarray, reference: np.ndarray) -> float:
+    from sklearn.metrics import matthews_corrcoef
+
+    return matthews_corrcoef(reference, predicted)
+
+
+def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    def correlation(predicted: np.ndarray, reference: np.ndarray) -> float:
+        import scipy.stats
+
+        x, y = predicted.astype(np.float64), reference.astype(np.float64)
+        if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+            return 0.0  # undefined (SciPy would warn and return NaN): see the module docstring
+        return getattr(scipy.stats, kind)(x, y).statistic
+
+    return correlation
+
+
+_FUNCTIONS = {"accuracy": _accuracy, "f1": _f1, "mcc": _mcc,
+              "pearson": _correlation("pearsonr"), "spearman": _correlation("spearmanr")}

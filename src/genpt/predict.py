@@ -1,0 +1,108 @@
+"""Using a fine-tuned model: predictions with probabilities or scores, and the task's dev metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genpt import metrics
+from genpt.config import ModelConfig, from_dict
+from genpt.data.tasks import Example, TaskSpec
+from genpt.data.transforms import EncodedExample, collate, encode_examples
+from genpt.errors import GenptError
+from genpt.model import GPTForTask
+from genpt.objectives import predictions, probabilities
+from genpt.tokenizer import Tokenizer
+from genpt.train import checkpoint as ckpt
+
+
+@dataclass
+class FinetunedModel:
+    model: GPTForTask
+    tokenizer: Tokenizer
+    task: TaskSpec
+    max_len: int
+
+
+def load_finetuned(path: str | Path, device: str | torch.device = "cpu") -> FinetunedModel:
+    """A fine-tuned run folder (its best epoch) or checkpoint folder, ready to predict."""
+    checkpoint = ckpt.resolve_checkpoint(path)
+    config = json.loads((checkpoint / "config.json").read_text())
+    if "task" not in config:
+        raise GenptError(f"{checkpoint}: a pre-trained model, not a fine-tuned one; run `genpt finetune` first")
+    task = TaskSpec.from_dict(config["task"])
+    model_config = from_dict(ModelConfig, config["model"], "model.")
+    model = GPTForTask(model_config, task.transform, config["head"]["n_out"])
+    ckpt.load_weights(model, checkpoint)
+    tokenizer = Tokenizer.load(checkpoint / "tokenizer.json")
+    return FinetunedModel(model.to(device).eval(), tokenizer, task, config["head"]["max_len"])
+
+
+@dataclass
+class Predictions:
+    predicted: list  # class ids, answer indices or scores
+    probabilities: list[list[float]] | None
+    truncated: int
+
+
+@torch.no_grad()
+def predict_encoded(model: GPTForTask, encoded: Sequence[EncodedExample], target: str, pad_id: int,
+                    batch_size: int = 64) -> tuple[list, list[list[float]] | None]:
+    model.eval()
+    device = next(model.parameters()).device
+    predicted, probs = [], []
+    for i in range(0, len(encoded), batch_size):
+        batch = collate(encoded[i : i + batch_size], pad_id, target)
+        logits = model(batch["input_ids"].to(device), batch["extract_index"].to(device)).logits
+        predicted.extend(predictions(target, logits).tolist())
+        p = probabilities(target, logits)
+        if p is not None:
+            probs.extend(p.tolist())
+    return predicted, (probs if target != "score" else None)
+
+
+def predict(finetuned: FinetunedModel, examples: Sequence[Example], batch_size: int = 64) -> Predictions:
+    encoded, truncated = encode_examples(finetuned.task, examples, finetuned.tokenizer, finetuned.max_len)
+    predicted, probs = predict_encoded(finetuned.model, encoded, finetuned.task.target,
+                                       finetuned.tokenizer.pad_id, batch_size)
+    return Predictions(predicted, probs, truncated)
+
+
+def score(task: TaskSpec, predicted: Sequence, examples: Sequence[Example]) -> dict[str, float]:
+    """The task's GLUE-style metrics of `predicted` against the examples' labels."""
+    return metrics.compute(task.metrics, list(predicted), [e.label for e in examples])
+
+
+def label_name(task: TaskSpec, value) -> str | float | int:
+    if task.target == "class" and task.label_names:
+        return task.label_names[value]
+    return value
+
+
+def write_predictions(path: str | Path, task: TaskSpec, examples: Sequence[Example], result: Predictions) -> None:
+    """JSON Lines by default; a .tsv or .csv output gets a header row and one row per example."""
+    path = Path(path)
+    rows = []
+    for i, example in enumerate(examples):
+        row = {"source": example.source, "prediction": label_name(task, result.predicted[i])}
+        if result.probabilities is not None:
+            names = task.label_names if task.target == "class" and task.label_names else range(
+                len(result.probabilities[i]))
+            row.update({f"p_{name}": p for name, p in zip(names, result.probabilities[i], strict=True)})
+        rows.append(row)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix in (".tsv", ".csv"):
+        import csv
+
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["source", "prediction"],
+                                    delimiter="\t" if path.suffix == ".tsv" else ",")
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tmp.replace(path)

@@ -1,0 +1,186 @@
+"""Byte-level BPE: train on text files, save and load `tokenizer.json`, and fine-tuning's special tokens.
+
+Byte-level means every string is first turned into its UTF-8 bytes, so any text encodes without an
+unknown token and decodes back exactly. There is no normalizer for the same reason: what goes in is
+what comes out. The heavy lifting is Hugging Face `tokenizers`; this class pins the settings and
+keeps the special-token ids in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import tokenizers
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from genpt.errors import GenptError
+
+SPECIAL_TOKENS: dict[str, str] = {
+    "end_of_text": "<|endoftext|>",
+    "start": "<|start|>",
+    "delimiter": "<|delim|>",
+    "extract": "<|extract|>",
+    "pad": "<|pad|>",
+}
+
+# Imported vocabularies get the missing special tokens appended in this order, so that start /
+# delimiter / extract land on ids 40478..40480 of the GPT-1 vocabulary, where the original model
+# kept its three extra embeddings.
+_APPEND_ORDER = ("start", "delimiter", "extract", "end_of_text", "pad")
+
+
+class Tokenizer:
+    """A Hugging Face tokenizer that knows the special tokens and never lets plain text produce them."""
+
+    def __init__(self, hf: tokenizers.Tokenizer):
+        self.hf = hf
+        # Text that merely contains "<|endoftext|>" must not inject a control token: special
+        # tokens are only ever placed by id (data/transforms.py, prepare), never parsed from text.
+        # The flag is not stored in tokenizer.json, so it is set on every construction.
+        self.hf.encode_special_tokens = True
+
+    # -- making one ---------------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        inputs: Sequence[str | Path],
+        vocab_size: int = 16384,
+        *,
+        min_frequency: int = 2,
+        strip_gutenberg: bool = False,
+        text_field: str = "text",
+        progress: bool = False,
+    ) -> Tokenizer:
+        """Learn a byte-level BPE of `vocab_size` ids (special tokens are ids 0..4) from text files.
+
+        Documents stream from `iter_documents`, so .txt, .jsonl and their .gz forms work and memory
+        holds only the word counts, never the corpus.
+        """
+        from genpt.data.corpus import iter_documents  # corpus reads documents; tokenizer consumes them
+
+        minimum = 256 + len(SPECIAL_TOKENS)
+        if vocab_size < minimum:
+            raise GenptError(f"vocab_size {vocab_size} is too small: need at least {minimum} "
+                             f"(256 byte symbols + {len(SPECIAL_TOKENS)} special tokens)")
+        hf = tokenizers.Tokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(SPECIAL_TOKENS.values()),  # first, so they get ids 0..4
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: no unknowns
+            show_progress=progress,
+        )
+        docs = iter_documents(inputs, text_field=text_field, strip_gutenberg=strip_gutenberg)
+        hf.train_from_iterator((doc.text for doc in docs), trainer)
+        return cls(hf)
+
+    @classmethod
+    def from_hf(cls, hf: tokenizers.Tokenizer) -> Tokenizer:
+        """Wrap an existing tokenizer (e.g. the GPT-1 vocabulary), appending any missing special tokens.
+
+        The argument is copied, not modified.
+        """
+        hf = tokenizers.Tokenizer.from_str(hf.to_str())
+        wanted = [SPECIAL_TOKENS[name] for name in _APPEND_ORDER]
+        missing = [token for token in wanted if hf.token_to_id(token) is None]
+        if missing:
+            hf.add_special_tokens(missing)
+        return cls(hf)
+
+    @classmethod
+    def from_str(cls, json_text: str) -> Tokenizer:
+        """A tokenizer from the JSON text of a tokenizer.json (how worker processes receive it)."""
+        return cls(tokenizers.Tokenizer.from_str(json_text))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Read a tokenizer.json (or the tokenizer.json inside a folder)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "tokenizer.json"
+        if not path.is_file():
+            raise GenptError(f"{path}: no such tokenizer file; train one with `genpt tokenizer train`")
+        try:
+            hf = tokenizers.Tokenizer.from_file(str(path))
+        except Exception as exc:  # the Rust side raises a bare Exception for any parse failure
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise GenptError(f"{path}: not a Hugging Face tokenizer.json ({reason})") from None
+        missing = [token for token in SPECIAL_TOKENS.values() if hf.token_to_id(token) is None]
+        if missing:
+            raise GenptError(f"{path}: lacks the special tokens {', '.join(missing)}; train it with "
+                             "`genpt tokenizer train` or import it with Tokenizer.from_hf")
+        return cls(hf)
+
+    def save(self, path: str | Path) -> None:
+        """Write tokenizer.json atomically: a reader sees the old file or the new one, never half of one."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.hf.to_str(pretty=True))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def to_str(self) -> str:
+        """The tokenizer.json text (compact)."""
+        return self.hf.to_str()
+
+    # -- using one ----------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Several texts at once, in parallel threads; the `_fast` variant skips character offsets."""
+        return [e.ids for e in self.hf.encode_batch_fast(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = False) -> str:
+        """Text for `ids`; special tokens appear as their strings unless skipped."""
+        return self.hf.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the compact JSON: equal fingerprints mean equal tokenization (survives save/load)."""
+        return hashlib.sha256(self.hf.to_str().encode("utf-8")).hexdigest()
+
+    def _special_id(self, name: str) -> int:
+        return self.hf.token_to_id(SPECIAL_TOKENS[name])
+
+    @property
+    def eot_id(self) -> int:
+        return self._special_id("end_of_text")
+
+    @property
+    def start_id(self) -> int:
+        return self._special_id("start")
+
+    @property
+    def delimiter_id(self) -> int:
+        return self._special_id("delimiter")
+
+    @property
+    def extract_id(self) -> int:
+        return self._special_id("extract")
+
+    @property
+    def pad_id(self) -> int:
+        return self._special_id("pad")
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self.vocab_size}, fingerprint={self.fingerprint[:12]})"

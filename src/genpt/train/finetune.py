@@ -1,0 +1,169 @@
+"""Discriminative fine-tuning (the paper's section 3.2): a linear head, L3 = L2 + lambda * L1.
+
+It reuses the pre-training loop; what differs is the batch (task input transformations), the loss,
+the schedule (linear warm-up over 0.2% then linear decay) and the evaluation (dev metrics per epoch,
+the best epoch kept in `best/`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genpt.config import FinetuneConfig, TrainConfig, model_config_from_json
+from genpt.data.tasks import Example, TaskSpec, read_examples
+from genpt.data.transforms import collate, encode_examples
+from genpt.errors import GenptError
+from genpt.model import GPTForTask
+from genpt.objectives import combined_loss, task_loss
+from genpt.predict import predict_encoded, score
+from genpt.tokenizer import Tokenizer
+from genpt.train import checkpoint as ckpt
+from genpt.train.loop import TrainTask, train
+from genpt.train.metrics_log import read_metrics
+
+log = logging.getLogger("genpt")
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    epochs: list[dict[str, float]]  # dev metrics after each epoch
+    best: dict[str, float]
+    best_epoch: int
+    truncated: dict[str, int]  # examples cut to fit the context, per split
+    seconds: float
+
+
+def n_outputs(task: TaskSpec) -> int:
+    if task.target == "class":
+        return len(task.label_names)
+    return 1  # a score, or each answer's score in a multiple choice
+
+
+def initial_model(init: str | Path, task: TaskSpec, cfg: FinetuneConfig) -> tuple[GPTForTask, Tokenizer, Path]:
+    """The pre-trained model with a fresh head; `scratch` and `transfer_layers` as the paper's ablations."""
+    checkpoint = ckpt.resolve_checkpoint(init)
+    base_config = model_config_from_json(checkpoint / "config.json")
+    tokenizer = Tokenizer.load(checkpoint / "tokenizer.json")
+    if tokenizer.vocab_size != base_config.vocab_size:
+        raise GenptError(f"{checkpoint}: tokenizer has {tokenizer.vocab_size} ids, the model {base_config.vocab_size}")
+    torch.manual_seed(cfg.seed)
+    model = GPTForTask(base_config, task.transform, n_outputs(task), cfg.clf_pdrop)
+    if cfg.scratch:
+        return model, tokenizer, checkpoint
+    pretrained = ckpt.load(checkpoint)
+    state = pretrained.state_dict()
+    n_layer = base_config.n_layer
+    keep = n_layer if cfg.transfer_layers < 0 else cfg.transfer_layers
+    if keep > n_layer:
+        raise GenptError(f"--transfer-layers {keep}: the model has only {n_layer} blocks")
+    state = {k: v for k, v in state.items() if not k.startswith("h.") or int(k.split(".")[1]) < keep}
+    model.gpt.load_state_dict(state, strict=False)  # blocks past `keep` stay as initialised
+    log.info("initialised from %s (embeddings and %d of %d blocks)", checkpoint, keep, n_layer)
+    return model, tokenizer, checkpoint
+
+
+def finetune(
+    init: str | Path,
+    task: TaskSpec,
+    train_file: str | Path,
+    dev_file: str | Path | None,
+    output: str | Path,
+    cfg: FinetuneConfig | None = None,
+    *,
+    train_examples: list[Example] | None = None,
+    dev_examples: list[Example] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune the model in `init` on `task`; examples may be given directly instead of files."""
+    cfg = cfg or FinetuneConfig()
+    cfg.validate()
+    run_dir = Path(output)
+    if not resume and ckpt.latest_checkpoint(run_dir) is not None:
+        raise GenptError(f"{run_dir}: already holds a fine-tuned run; choose another --output or pass --resume")
+    train_examples = train_examples if train_examples is not None else read_examples(task, train_file)
+    if dev_examples is None and dev_file is not None:
+        dev_examples = read_examples(task, dev_file)
+    if not train_examples:
+        raise GenptError(f"{train_file}: no training examples")
+    model, tokenizer, base = initial_model(init, task, cfg)
+    n_ctx = model.gpt.config.n_ctx
+    max_len = min(cfg.max_len or n_ctx, n_ctx)
+    train_set, train_cut = encode_examples(task, train_examples, tokenizer, max_len)
+    dev_set, dev_cut = encode_examples(task, dev_examples or [], tokenizer, max_len)
+    truncated = {"train": train_cut, "dev": dev_cut}
+    log.info("%d train / %d dev examples; truncated to %d tokens: %d train, %d dev", len(train_set),
+             len(dev_set), max_len, train_cut, dev_cut)
+
+    batch = min(cfg.batch_size, len(train_set))
+    micro = min(cfg.micro_batch_size or batch, batch)
+    if batch % micro:
+        raise GenptError(f"finetune.batch_size {batch} is not a multiple of finetune.micro_batch_size {micro}")
+    steps_per_epoch = len(train_set) // batch  # the original code drops each epoch's partial batch
+    total = steps_per_epoch * cfg.epochs
+    loop_cfg = TrainConfig(
+        batch_size=batch, micro_batch_size=micro, lr=cfg.lr, warmup_steps=math.ceil(cfg.warmup_fraction * total),
+        lr_schedule="linear", max_steps=total, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
+        seed=cfg.seed, dtype=cfg.dtype, device=cfg.device, log_interval=max(1, steps_per_epoch // 10),
+        eval_interval=steps_per_epoch, checkpoint_interval=steps_per_epoch, keep_checkpoints=1,
+    )
+    order_cache: dict[int, np.ndarray] = {}
+
+    def micro_batch(index: int):
+        sample = index * micro
+        epoch, offset = divmod(sample, steps_per_epoch * batch)
+        if epoch not in order_cache:
+            order_cache.clear()
+            order_cache[epoch] = np.random.default_rng([cfg.seed, epoch]).permutation(len(train_set))
+        chosen = order_cache[epoch][offset : offset + micro]
+        return collate([train_set[i] for i in chosen], tokenizer.pad_id, task.target)
+
+    def loss(model: GPTForTask, batch: dict) -> torch.Tensor:
+        out = model(batch["input_ids"], batch["extract_index"], batch["lm_labels"] if cfg.lm_coef > 0 else None)
+        return combined_loss(task_loss(task.target, out.logits, batch["labels"]), out.lm_loss, cfg.lm_coef)
+
+    evaluate = None
+    if dev_set:
+        def evaluate(model) -> dict[str, float]:
+            predicted, _ = predict_encoded(model, dev_set, task.target, tokenizer.pad_id, cfg.eval_batch_size)
+            return score(task, predicted, dev_examples)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"init": str(base), "task": task.to_dict(), "finetune": dataclasses.asdict(cfg)}
+    (run_dir / "finetune.json").write_text(json.dumps(settings, indent=2))
+    checkpoint_config = {
+        "model": dataclasses.asdict(model.gpt.config),
+        "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
+        "task": task.to_dict(),
+        "head": {"n_out": n_outputs(task), "max_len": max_len, "clf_pdrop": cfg.clf_pdrop},
+    }
+    task_run = TrainTask(
+        micro_batch=micro_batch, loss=loss, tokens=lambda b: int((b["lm_labels"] != -100).sum()),
+        evaluate=evaluate, checkpoint_config=checkpoint_config, tokenizer_json=base / "tokenizer.json",
+        best_metric=task.metrics[0] if dev_set else None,
+    )
+    result = train(model, loop_cfg, task_run, run_dir, total_steps=total, resume=resume, progress=progress)
+    epochs = [{k: v for k, v in r.items() if k not in ("step", "split")}
+              for r in read_metrics(run_dir) if r["split"] == "val"]
+    best_epoch, best = 0, {}
+    if epochs:
+        key = task.metrics[0]
+        best_epoch = max(range(len(epochs)), key=lambda i: _finite(epochs[i][key])) + 1
+        best = epochs[best_epoch - 1]
+    return FinetuneResult(run_dir, epochs, best, best_epoch, truncated, result.seconds)
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else -math.inf
+
+
+__all__ = ["FinetuneResult", "finetune", "initial_model"]
