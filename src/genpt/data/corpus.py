@@ -24,11 +24,13 @@ import multiprocessing
 import os
 import shutil
 import struct
-import tempfile
 import time
+import uuid
 import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -427,26 +429,31 @@ def _batches(docs: Iterator[Document]) -> Iterator[list[Document]]:
 def _encoded(tasks: Iterator[list[Document]], tokenizer: Tokenizer, dtype: np.dtype, workers: int):
     """(documents, their ids, bytes) for each task, in input order whatever the number of workers.
 
-    At most 2 * workers tasks are in flight: Pool.imap would read ahead without limit and hold a
-    large corpus in memory.
+    At most 2 * workers tasks are in flight, so reading never runs far ahead of encoding. Workers are
+    spawned, not forked: forking after tokenizers' threads have run can deadlock.
     """
     if workers == 1:
         for docs in tasks:
             yield docs, *_encode_texts(tokenizer, [d.text for d in docs], dtype)
         return
-    context = multiprocessing.get_context("spawn")  # fork after tokenizers' threads can deadlock
-    with context.Pool(workers, initializer=_init_worker, initargs=(tokenizer.to_str(),)) as pool:
-        pending: deque = deque()
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(tokenizer.to_str(),))
+    pending: deque = deque()
+    try:
         for docs in tasks:
-            texts = [d.text for d in docs]
-            stubs = [Document(d.source, "", d.index, d.last) for d in docs]  # drop the text we sent
-            pending.append((stubs, pool.apply_async(_encode_in_worker, (texts, dtype))))
-            if len(pending) >= 2 * workers:
-                stubs, result = pending.popleft()
-                yield stubs, *result.get()
-        while pending:
-            stubs, result = pending.popleft()
-            yield stubs, *result.get()
+            stubs = [Document(d.source, "", d.index, d.last) for d in docs]  # the text went to the worker
+            pending.append((stubs, pool.submit(_encode_in_worker, [d.text for d in docs], dtype)))
+            while len(pending) >= 2 * workers or (pending and pending[0][1].done()):
+                stubs, future = pending.popleft()
+                yield stubs, *future.result()
+        for stubs, future in pending:
+            yield stubs, *future.result()
+    except BrokenProcessPool:
+        raise GenptError("an encoding worker process died: out of memory, or a script without "
+                         "`if __name__ == '__main__':` that worker processes cannot import; "
+                         "try workers=1") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _estimated_bytes(files: list[Path]) -> int:
@@ -479,11 +486,16 @@ def _check_replaceable(output_dir: Path) -> None:
                          "choose another output or remove it")
 
 
+def _sibling(path: Path, kind: str) -> Path:
+    """A fresh hidden name beside `path`: same file system, so renames are atomic."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.{kind}")
+
+
 def _replace_dir(new: Path, target: Path) -> None:
     """Put the finished folder `new` at `target`; an old `target` is removed only once `new` is in place."""
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.replace(target, old / target.name)
+        old = _sibling(target, "old")
+        os.replace(target, old)
         os.replace(new, target)
         shutil.rmtree(old)
     else:
@@ -521,7 +533,8 @@ def prepare(
     sources = [_describe_source(f) for f in files]
     dtype = np.dtype("<u2") if tokenizer.vocab_size <= 1 << 16 else np.dtype("<u4")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
+    tmp = _sibling(output_dir, "tmp")
+    tmp.mkdir()
     try:
         writers = {split: _ShardWriter(tmp, split, dtype, shard_tokens) for split in ("train", "val")}
         eot = np.array([tokenizer.eot_id], dtype=dtype)
