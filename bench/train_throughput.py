@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     config = model_config(args)
     tokens_per_step = args.batch * config.n_ctx
     env = {"torch": torch.__version__, "transformers": version("transformers"), "cpu": cpu_name(),
-           "device": args.device, "python": platform.python_version()}
+           "device": args.device, "python": platform.python_version(), "cores": os.cpu_count(),
+           "load_before": os.getloadavg()[0]}  # other work on the machine skews every number
     if args.device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     runs: dict[str, list[dict]] = {impl: [] for impl in IMPLEMENTATIONS}
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {impl} run {r + 1}/{args.repeats}: {result['tokens_per_s']:,.0f} tokens/s",
                   file=sys.stderr)
 
+    env["load_after"] = os.getloadavg()[0]
     flops = count_flops_per_token(config)
     summary = {}
     for impl, results in runs.items():
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
 def print_report(env: dict, settings: dict, summary: dict, ratio: float) -> None:
     e, s = env, settings
     print(f"torch {e['torch']}, transformers {e['transformers']}, Python {e['python']}")
-    print(f"CPU: {e['cpu']}; device: {e['device']}" + (f" ({e['gpu']})" if "gpu" in e else ""))
+    print(f"CPU: {e['cpu']}; device: {e['device']}" + (f" ({e['gpu']})" if "gpu" in e else "")
+          + f"; {e['cores']} cores, 1-min load average {e['load_before']:.1f} before, {e['load_after']:.1f} after")
     print(f"shape {s['shape']}: {s['n_layer']} layers, {s['n_embd']} wide, {s['n_head']} heads, "
           f"context {s['n_ctx']}, vocab {s['vocab_size']}; batch {s['batch']}, {s['dtype']}, "
           f"{s['threads']} threads")

@@ -197,6 +197,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"validation perplexity: untrained {result.untrained_perplexity:,.1f} -> "
           f"pre-trained {result.perplexity:,.1f}")
     print(f"sample: {result.sample}")
+    if result.genre_accuracy:
+        train, dev = result.genre_sizes
+        print(f"genre of a passage (comedy / history / tragedy), {train} training passages, {dev} dev passages "
+              "from six plays never seen:")
+        for setting, accuracy in result.genre_accuracy.items():
+            print(f"  dev accuracy, {setting:>12}: {100 * accuracy:.1f}%")
 
 
 def build_parser() -> argparse.ArgumentParser:
