@@ -54,6 +54,10 @@ FORMAT_VERSION = 1
 PIECE_CHARS = 1 << 20  # a document longer than this is delivered in pieces of about this size
 _READ_BYTES = 1 << 20
 _COPY_TOKENS = 1 << 24
+_IN_FLIGHT_PER_WORKER = 2
+# Below this much text, workers=0 encodes in-process: each spawned worker imports genpt (and so
+# torch), which takes longer than encoding a few MB (about 3 MB per CPU-second).
+_POOL_MIN_BYTES = 8 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,8 +128,9 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def _files_under(folder: Path) -> list[Path]:
-    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(folder).parts)  # noqa: E731
-    return sorted(p for p in folder.rglob("*") if p.is_file() and _supported(p) and not hidden(p))
+    """Supported files under `folder`, sorted; hidden ones (.git, .cache, ...) are left out."""
+    files = (p for p in folder.rglob("*") if p.is_file() and _supported(p))
+    return sorted(p for p in files if not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def iter_documents(
@@ -135,6 +140,9 @@ def iter_documents(
     strip_gutenberg: bool = False,
 ) -> Iterator[Document]:
     """Stream the documents of `inputs`: each text file is one document, each .jsonl line another.
+
+    A document longer than PIECE_CHARS arrives as several `Document` pieces; act on a document's end
+    (e.g. append end-of-text) only when `doc.last` is true.
 
     With `strip_gutenberg`, Project Gutenberg headers and licences are cut off each document; that
     needs a whole document in memory (books are a few MB), so large files are only streamed without it.
@@ -185,7 +193,7 @@ def _cut_point(text: str, limit: int) -> int:
 
 
 def _open_binary(path: Path) -> BinaryIO:
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
 @contextmanager
@@ -362,7 +370,7 @@ class _ShardWriter:
     def _open_next(self) -> None:
         self.close()
         name = f"{self.split}_{len(self.shards):05d}.bin"
-        self._file = open(self.folder / name, "wb")  # noqa: SIM115 - closed in close()
+        self._file = open(self.folder / name, "wb")  # closed by close()
         self.shards.append({"file": name, "tokens": 0})
 
     def close(self) -> None:
@@ -429,7 +437,7 @@ def _batches(docs: Iterator[Document]) -> Iterator[list[Document]]:
 def _encoded(tasks: Iterator[list[Document]], tokenizer: Tokenizer, dtype: np.dtype, workers: int):
     """(documents, their ids, bytes) for each task, in input order whatever the number of workers.
 
-    At most 2 * workers tasks are in flight, so reading never runs far ahead of encoding. Workers are
+    A few tasks per worker are in flight, so reading never runs far ahead of encoding. Workers are
     spawned, not forked: forking after tokenizers' threads have run can deadlock.
     """
     if workers == 1:
@@ -443,7 +451,7 @@ def _encoded(tasks: Iterator[list[Document]], tokenizer: Tokenizer, dtype: np.dt
         for docs in tasks:
             stubs = [Document(d.source, "", d.index, d.last) for d in docs]  # the text went to the worker
             pending.append((stubs, pool.submit(_encode_in_worker, [d.text for d in docs], dtype)))
-            while len(pending) >= 2 * workers or (pending and pending[0][1].done()):
+            while len(pending) >= _IN_FLIGHT_PER_WORKER * workers or (pending and pending[0][1].done()):
                 stubs, future = pending.popleft()
                 yield stubs, *future.result()
         for stubs, future in pending:
@@ -519,7 +527,9 @@ def prepare(
 
     Each document is followed by the end-of-text id. The folder appears complete or not at all:
     everything is written to a temporary folder beside it and renamed at the end; on any error an
-    existing `output_dir` is left as it was. The tokenizer is saved beside the shards.
+    existing `output_dir` is left as it was. The tokenizer is saved beside the shards. `workers`
+    is the number of encoding processes (0: one per core, or none for a small corpus); it changes
+    the speed, never the output.
     """
     if not 0 <= val_fraction < 1:
         raise GenptError(f"val_fraction {val_fraction} must be in [0, 1)")
@@ -527,7 +537,7 @@ def prepare(
         raise GenptError(f"shard_tokens ({shard_tokens}) must be >= 1 and workers ({workers}) >= 0")
     began = time.perf_counter()
     files = expand_inputs(inputs)
-    output_dir = Path(output_dir)
+    output_dir = Path(output_dir).resolve()
     _check_replaceable(output_dir)
     plan = _SplitPlan.make(files, seed, val_fraction)
     sources = [_describe_source(f) for f in files]
@@ -539,10 +549,12 @@ def prepare(
         writers = {split: _ShardWriter(tmp, split, dtype, shard_tokens) for split in ("train", "val")}
         eot = np.array([tokenizer.eot_id], dtype=dtype)
         bytes_read = documents = 0
+        estimate = _estimated_bytes(files)
+        if workers == 0:
+            workers = 1 if estimate < _POOL_MIN_BYTES else os.cpu_count() or 1
         tasks = _batches(iter_documents(files, text_field=text_field, strip_gutenberg=strip_gutenberg))
-        encoded = _encoded(tasks, tokenizer, dtype, workers or os.cpu_count() or 1)
-        bar = tqdm(total=_estimated_bytes(files), unit="B", unit_scale=True, desc="prepare",
-                   disable=not progress)
+        encoded = _encoded(tasks, tokenizer, dtype, workers)
+        bar = tqdm(total=estimate, unit="B", unit_scale=True, desc="prepare", disable=not progress)
         with bar, closing(encoded):  # closing stops the worker pool at once if anything fails
             for docs, ids, nbytes in encoded:
                 for doc, doc_ids in zip(docs, ids, strict=True):
