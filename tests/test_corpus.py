@@ -15,6 +15,7 @@ from conftest import shared_data
 from tokenizers import decoders, models, pre_tokenizers
 
 from genpt.data import corpus
+from genpt.data import documents as reader
 from genpt.data.corpus import LMBatches, TokenShards, expand_inputs, iter_documents, prepare
 from genpt.errors import GenptError
 from genpt.tokenizer import Tokenizer
@@ -115,8 +116,8 @@ def test_text_file_is_one_document_and_jsonl_gives_one_per_line(tmp_path):
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_long_document_arrives_in_pieces_that_encode_like_the_whole(tmp_path, monkeypatch, shakespeare,
                                                                    tokenizer, newline):
-    monkeypatch.setattr(corpus, "PIECE_CHARS", 5000)
-    monkeypatch.setattr(corpus, "_READ_BYTES", 4096)  # blocks smaller than pieces, as in a big file
+    monkeypatch.setattr(reader, "PIECE_CHARS", 5000)
+    monkeypatch.setattr(reader, "_READ_BYTES", 4096)  # blocks smaller than pieces, as in a big file
     text = shakespeare[:200_000].replace("\n", newline)
     pieces = list(iter_documents([_write(tmp_path / "long.txt", text)]))
     assert len(pieces) > 30 and all(len(p.text) <= 5000 for p in pieces)
@@ -126,7 +127,7 @@ def test_long_document_arrives_in_pieces_that_encode_like_the_whole(tmp_path, mo
 
 
 def test_one_huge_line_is_still_cut_and_kept_exact(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus, "PIECE_CHARS", 1000)
+    monkeypatch.setattr(reader, "PIECE_CHARS", 1000)
     text = "é" * 2500 + " ok"
     pieces = list(iter_documents([_write(tmp_path / "line.txt", text)]))
     assert [len(p.text) for p in pieces] == [1000, 1000, 503] and "".join(p.text for p in pieces) == text
@@ -146,7 +147,7 @@ def test_jsonl_errors_name_the_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("name", ["latin1.txt", "latin1.txt.gz", "latin1.jsonl"])
 def test_non_utf8_input_is_reported_with_file_byte_offset_and_line(tmp_path, monkeypatch, name):
-    monkeypatch.setattr(corpus, "_READ_BYTES", 7)  # multi-byte characters straddle the reads
+    monkeypatch.setattr(reader, "_READ_BYTES", 7)  # multi-byte characters straddle the reads
     good = "naïve café — “quoted” 😀\n" * 3
     text = json.dumps({"text": good}, ensure_ascii=False) + "\n" if name.endswith("jsonl") else good
     data = text.encode("utf-8") + "crème brûlée\n".encode("latin-1")
@@ -238,7 +239,8 @@ def test_prepared_shards_decode_back_to_whole_documents_in_order(tmp_path, docum
 
 
 def test_prepare_output_is_identical_with_one_or_two_workers(tmp_path, documents, tokenizer, monkeypatch):
-    monkeypatch.setattr(corpus, "PIECE_CHARS", 4000)  # many tasks in flight, so order matters
+    monkeypatch.setattr(reader, "PIECE_CHARS", 4000)  # many tasks in flight, so order matters
+    monkeypatch.setattr(corpus, "PIECE_CHARS", 4000)
     folder, _ = documents
     one = prepare([folder], tokenizer, tmp_path / "one", workers=1, shard_tokens=3000, progress=False)
     two = prepare([folder], tokenizer, tmp_path / "two", workers=2, shard_tokens=3000, progress=False)
