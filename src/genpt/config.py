@@ -77,6 +77,9 @@ class TrainConfig:
     eval_batches: int = 20
     checkpoint_interval: int = 500
     keep_checkpoints: int = 3
+    strategy: str = "ddp"  # under torchrun: ddp (replicate) | fsdp (shard parameters, gradients, optimizer)
+    activation_checkpointing: bool = False  # recompute each block in the backward pass to save memory
+    collective_timeout: float = 600.0  # seconds a rank waits for the others before the job stops
 
     @property
     def micro_batch(self) -> int:
@@ -100,6 +103,7 @@ class TrainConfig:
             )
         if self.dtype not in ("float32", "bfloat16"):
             raise GenptError(f"train.dtype must be float32 or bfloat16, got {self.dtype!r}")
+        _check_distributed(self, "train.")
         for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr"):
             if getattr(self, name) < 0:
                 raise GenptError(f"train.{name} must not be negative, got {getattr(self, name)}")
@@ -148,6 +152,9 @@ class FinetuneConfig:
     dtype: str = "float32"
     device: str = "auto"
     eval_batch_size: int = 64
+    strategy: str = "ddp"  # under torchrun, as train.strategy
+    activation_checkpointing: bool = False
+    collective_timeout: float = 600.0
 
     def validate(self) -> None:
         _positive(self, "lr", "batch_size", "epochs", "eval_batch_size")
@@ -164,6 +171,14 @@ class FinetuneConfig:
             raise GenptError(f"finetune.clf_pdrop must be in [0, 1), got {self.clf_pdrop}")
         if self.dtype not in ("float32", "bfloat16"):
             raise GenptError(f"finetune.dtype must be float32 or bfloat16, got {self.dtype!r}")
+        _check_distributed(self, "finetune.")
+
+
+def _check_distributed(section: Any, prefix: str) -> None:
+    if section.strategy not in ("ddp", "fsdp"):
+        raise GenptError(f"{prefix}strategy must be ddp or fsdp, got {section.strategy!r}")
+    if section.collective_timeout <= 0:
+        raise GenptError(f"{prefix}collective_timeout must be positive (seconds), got {section.collective_timeout}")
 
 
 def _positive(section: Any, *names: str) -> None:

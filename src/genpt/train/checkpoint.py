@@ -195,8 +195,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> GPT:
 
 
 def load_tokenizer(path: str | Path):
-    """The tokenizer stored with a checkpoint (or a run's newest checkpoint)."""
-    from genpt.tokenizer import Tokenizer
+    """The tokenizer stored with a checkpoint (or a run's newest checkpoint): a `Tokenizer`, or a
+    `GPT1Tokenizer` where the file is GPT-1's vocabulary with the release pipeline (genpt.gpt1_tokenizer)."""
+    from genpt import gpt1_tokenizer
 
     checkpoint = resolve_checkpoint(path)
-    return Tokenizer.load(checkpoint / "tokenizer.json")
+    return gpt1_tokenizer.load(checkpoint / "tokenizer.json")

@@ -21,11 +21,13 @@ from genpt.config import FinetuneConfig, TrainConfig, model_config_from_json
 from genpt.data.tasks import Example, TaskSpec, read_examples
 from genpt.data.transforms import collate, encode_examples
 from genpt.errors import GenptError
+from genpt.interop import resolve_init
 from genpt.model import GPTForTask
 from genpt.objectives import combined_loss, task_loss
 from genpt.predict import predict_encoded, score
 from genpt.tokenizer import Tokenizer
 from genpt.train import checkpoint as ckpt
+from genpt.train import distributed
 from genpt.train.loop import TrainTask, train
 from genpt.train.metrics_log import read_metrics
 
@@ -50,7 +52,7 @@ def n_outputs(task: TaskSpec) -> int:
 
 def initial_model(init: str | Path, task: TaskSpec, cfg: FinetuneConfig) -> tuple[GPTForTask, Tokenizer, Path]:
     """The pre-trained model with a fresh head; `scratch` and `transfer_layers` as the paper's ablations."""
-    checkpoint = ckpt.resolve_checkpoint(init)
+    checkpoint = resolve_init(init)  # a genpt checkpoint; a release or Hugging Face folder is converted first
     base_config = model_config_from_json(checkpoint / "config.json")
     tokenizer = Tokenizer.load(checkpoint / "tokenizer.json")
     if tokenizer.vocab_size != base_config.vocab_size:
@@ -84,10 +86,31 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
 ) -> FinetuneResult:
-    """Fine-tune the model in `init` on `task`; examples may be given directly instead of files."""
+    """Fine-tune the model in `init` on `task`; examples may be given directly instead of files.
+
+    Under torchrun every rank runs this; they share the work of each batch and rank 0 writes.
+    """
     cfg = cfg or FinetuneConfig()
     cfg.validate()
-    run_dir = Path(output)
+    with distributed.process_group(cfg.device, cfg.collective_timeout) as env:
+        return _finetune(init, task, train_file, dev_file, Path(output), cfg, env, train_examples=train_examples,
+                         dev_examples=dev_examples, resume=resume, progress=progress)
+
+
+def _finetune(
+    init: str | Path,
+    task: TaskSpec,
+    train_file: str | Path,
+    dev_file: str | Path | None,
+    run_dir: Path,
+    cfg: FinetuneConfig,
+    env: distributed.Env,
+    *,
+    train_examples: list[Example] | None,
+    dev_examples: list[Example] | None,
+    resume: bool,
+    progress: bool,
+) -> FinetuneResult:
     if not resume and ckpt.latest_checkpoint(run_dir) is not None:
         raise GenptError(f"{run_dir}: already holds a fine-tuned run; choose another --output or pass --resume")
     train_examples = train_examples if train_examples is not None else read_examples(task, train_file)
@@ -95,7 +118,8 @@ def finetune(
         dev_examples = read_examples(task, dev_file)
     if not train_examples:
         raise GenptError(f"{train_file}: no training examples")
-    model, tokenizer, base = initial_model(init, task, cfg)
+    # A released or Hugging Face `init` is converted into a cache folder: one writer at a time.
+    model, tokenizer, base = distributed.first_on_each_node(lambda: initial_model(init, task, cfg))
     n_ctx = model.gpt.config.n_ctx
     max_len = min(cfg.max_len or n_ctx, n_ctx)
     train_set, train_cut = encode_examples(task, train_examples, tokenizer, max_len)
@@ -104,10 +128,11 @@ def finetune(
     log.info("%d train / %d dev examples; truncated to %d tokens: %d train, %d dev", len(train_set),
              len(dev_set), max_len, train_cut, dev_cut)
 
+    # The global batch is fixed whatever the world size; each rank takes batch / world_size examples of
+    # it (in micro-batches of `micro`). Every batch is full: each epoch's partial batch is dropped.
     batch = min(cfg.batch_size, len(train_set))
-    micro = min(cfg.micro_batch_size or batch, batch)
-    if batch % micro:
-        raise GenptError(f"finetune.batch_size {batch} is not a multiple of finetune.micro_batch_size {micro}")
+    micro_size = min(cfg.micro_batch_size, batch)
+    micro, _ = distributed.batch_plan(batch, micro_size, env.world_size, section="finetune")
     steps_per_epoch = len(train_set) // batch  # the original code drops each epoch's partial batch
     total = steps_per_epoch * cfg.epochs
     loop_cfg = TrainConfig(
@@ -115,6 +140,8 @@ def finetune(
         lr_schedule="linear", max_steps=total, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
         seed=cfg.seed, dtype=cfg.dtype, device=cfg.device, log_interval=max(1, steps_per_epoch // 10),
         eval_interval=steps_per_epoch, checkpoint_interval=steps_per_epoch, keep_checkpoints=1,
+        strategy=cfg.strategy, activation_checkpointing=cfg.activation_checkpointing,
+        collective_timeout=cfg.collective_timeout,
     )
     order_cache: dict[int, np.ndarray] = {}
 
@@ -134,12 +161,21 @@ def finetune(
     evaluate = None
     if dev_set:
         def evaluate(model) -> dict[str, float]:
-            predicted, _ = predict_encoded(model, dev_set, task.target, tokenizer.pad_id, cfg.eval_batch_size)
-            return score(task, predicted, dev_examples)
+            # Whole evaluation batches are shared out between the ranks and gathered back in order: every
+            # dev example is scored once, in the batch a single process would put it in.
+            size = cfg.eval_batch_size
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"init": str(base), "task": task.to_dict(), "finetune": dataclasses.asdict(cfg)}
-    (run_dir / "finetune.json").write_text(json.dumps(settings, indent=2))
+            def predict_batch(index: int) -> list:
+                chunk = dev_set[index * size : (index + 1) * size]
+                return predict_encoded(model, chunk, task.target, tokenizer.pad_id, size)[0]
+
+            batches = distributed.map_in_order(predict_batch, math.ceil(len(dev_set) / size), model)
+            return score(task, [p for batch in batches for p in batch], dev_examples)
+
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        settings = {"init": str(base), "task": task.to_dict(), "finetune": dataclasses.asdict(cfg)}
+        (run_dir / "finetune.json").write_text(json.dumps(settings, indent=2))
     checkpoint_config = {
         "model": dataclasses.asdict(model.gpt.config),
         "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
@@ -152,8 +188,8 @@ def finetune(
         best_metric=task.metrics[0] if dev_set else None,
     )
     result = train(model, loop_cfg, task_run, run_dir, total_steps=total, resume=resume, progress=progress)
-    epochs = [{k: v for k, v in r.items() if k not in ("step", "split")}
-              for r in read_metrics(run_dir) if r["split"] == "val"]
+    epochs = distributed.broadcast([{k: v for k, v in r.items() if k not in ("step", "split")}
+                                    for r in read_metrics(run_dir) if r["split"] == "val"] if env.is_main else None)
     best_epoch, best = 0, {}
     if epochs:
         key = task.metrics[0]

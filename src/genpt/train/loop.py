@@ -3,6 +3,11 @@
 A stage hands the loop a `TrainTask`: how to fetch micro-batch number i, how to turn a batch into a
 loss, and how to evaluate. Batches are a pure function of their index, so the data position of a
 run is its step count and `--resume` continues exactly where a killed run stopped.
+
+Under torchrun each optimizer step's micro-batches are split between the ranks in contiguous runs
+(rank r takes micro-batches r*A .. r*A+A-1 of the step, A = accumulation per rank), and dropout is
+seeded by the micro-batch index, so any world size computes the same micro-batches the same way and
+the averaged gradient, and with it the whole run, does not depend on how many processes share it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,6 +30,7 @@ from genpt.config import TrainConfig
 from genpt.errors import GenptError
 from genpt.model import param_groups
 from genpt.train import checkpoint as ckpt
+from genpt.train import distributed
 from genpt.train.metrics_log import MetricsLog
 from genpt.train.schedule import learning_rate
 
@@ -54,15 +61,8 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise GenptError(f"train.device: unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GenptError(f"train.device is {name!r} but no CUDA device is available")
-    return device
+    """The device a plain (single-process) run uses for `train.device`."""
+    return distributed.resolve_device(name, distributed.Env())
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -132,37 +132,90 @@ def train(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Run optimizer steps until `total_steps` (or `cfg.max_minutes`), checkpointing as configured."""
-    run_dir = Path(run_dir)
-    device = resolve_device(cfg.device)
-    model.to(device)
-    optimizer = make_optimizer(model, cfg, device)
+    """Run optimizer steps until `total_steps` (or `cfg.max_minutes`), checkpointing as configured.
+
+    Under torchrun this runs on every rank, each on its slice of every batch; only rank 0 writes.
+    With FSDP `model` is sharded in place and is usable only inside the process group afterwards.
+    """
+    with distributed.process_group(cfg.device, cfg.collective_timeout) as env:
+        return _train(model, cfg, task, Path(run_dir), env, total_steps=total_steps, resume=resume,
+                      progress=progress)
+
+
+def micro_seed(seed: int, index: int) -> int:
+    """The RNG seed for micro-batch `index` (its dropout masks), the same on whichever rank runs it."""
+    return int(np.random.SeedSequence([seed % 2**64, index]).generate_state(1)[0])
+
+
+class _NoMetrics:
+    """What ranks other than 0 log to."""
+
+    def write(self, step: int, split: str, **values: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _train(
+    model: nn.Module,
+    cfg: TrainConfig,
+    task: TrainTask,
+    run_dir: Path,
+    env: distributed.Env,
+    *,
+    total_steps: int,
+    resume: bool,
+    progress: bool,
+) -> TrainResult:
+    device = distributed.resolve_device(cfg.device, env)
+    micro, accum = distributed.batch_plan(cfg.batch_size, cfg.micro_batch_size, env.world_size)
+    n_micro = accum * env.world_size  # micro-batches per optimizer step, over all ranks
+    if distributed.active():
+        log.info("%d processes (%s): batch %d = micro-batch %d x accumulation %d x %d processes",
+                 env.world_size, cfg.strategy, cfg.batch_size, micro, accum, env.world_size)
     step, tokens_seen, window, best = 0, 0, [0.0, 0], -math.inf
-    if resume:
-        found = ckpt.latest_checkpoint(run_dir)
-        if found is None:
-            log.info("no checkpoint in %s yet: starting from step 0", run_dir)
-        else:
-            ckpt.load_weights(model, found)
-            ckpt.load_optimizer(optimizer, found)
-            state = ckpt.read_state(found)
-            ckpt.restore_rng(state["rng"])
-            step, tokens_seen, window = state["step"], state["tokens_seen"], state["log_window"]
-            best = state.get("best", best)
-            log.info("resumed from %s (step %d, %d tokens seen)", found, step, tokens_seen)
-    metrics = MetricsLog(run_dir, resume_step=step if resume else None)
-    forward = torch.compile(model) if cfg.compile else model
-    accum = cfg.accumulation_steps
-    bar = _Progress(step, total_steps, progress)
+    found = distributed.broadcast(ckpt.latest_checkpoint(run_dir) if resume and env.is_main else None)
+    if resume and found is None:
+        log.info("no checkpoint in %s yet: starting from step 0", run_dir)
+    if found is not None:
+        if not found.is_dir():
+            raise GenptError(f"{found}: rank {env.rank} cannot see rank 0's checkpoint; resuming on several "
+                             "nodes needs the run folder on a file system that all of them share")
+        ckpt.load_weights(model, found)  # before sharding: every rank loads the full tensors, then keeps its part
+        state = ckpt.read_state(found)
+        ckpt.restore_rng(state["rng"])
+        step, tokens_seen, window = state["step"], state["tokens_seen"], state["log_window"]
+        best = state.get("best", best)
+        log.info("resumed from %s (step %d, %d tokens seen)", found, step, tokens_seen)
+    model.to(device)
+    if cfg.activation_checkpointing:
+        distributed.checkpoint_blocks(model)
+    wrapped = distributed.wrap(model, device, cfg.strategy, bf16=cfg.dtype == "bfloat16")
+    optimizer = make_optimizer(wrapped, cfg, device)
+    if found is not None:
+        distributed.load_optimizer_state(wrapped, optimizer, found)
+    parameters = list(wrapped.parameters())
+    metrics = MetricsLog(run_dir, resume_step=step if resume else None) if env.is_main else _NoMetrics()
+    forward = torch.compile(wrapped) if cfg.compile else wrapped
+    # Evaluation runs the bare model under DDP (no gradient hooks); under FSDP the model is the wrapper.
+    evaluate_with = forward if wrapped is model else (torch.compile(model) if cfg.compile else model)
+    bar = _Progress(step, total_steps, progress and env.is_main)
     started, last_log_time, last_log_tokens = time.monotonic(), time.monotonic(), tokens_seen
     last_eval: dict[str, float] = {}
-    saved: Path | None = None
+    saved: Path | None = found  # the last checkpoint this rank knows to be complete
     stopped_early = False
 
-    def save() -> Path:
-        state = {"tokens_seen": tokens_seen, "log_window": window, "best": best}
-        return ckpt.save_checkpoint(run_dir, step, model, optimizer, state, config=task.checkpoint_config,
-                                    tokenizer_json=task.tokenizer_json, keep=cfg.keep_checkpoints)
+    def save() -> None:
+        """Write checkpoint `step` (rank 0; a collective under FSDP); on return every rank knows it is complete."""
+        nonlocal saved
+        weights, optim = distributed.full_state(model, optimizer)
+        if env.is_main:
+            state = {"tokens_seen": tokens_seen, "log_window": window, "best": best}
+            saved = ckpt.save_checkpoint(run_dir, step, weights, optim, state, config=task.checkpoint_config,
+                                         tokenizer_json=task.tokenizer_json, keep=cfg.keep_checkpoints)
+        distributed.all_sum([0.0], device)  # a barrier: rank 0 has renamed the checkpoint into place
+        saved = run_dir / ckpt.CHECKPOINTS / f"step_{step:08d}"
 
     try:
         while step < total_steps:
@@ -170,22 +223,28 @@ def train(
                                schedule=cfg.lr_schedule, floor=cfg.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            model.train()
+            wrapped.train()
             step_loss = torch.zeros((), device=device)
-            for micro in range(accum):
-                batch = to_device(task.micro_batch(step * accum + micro), device)
-                with autocast_for(device, cfg.dtype):
-                    loss = task.loss(forward, batch)
-                (loss / accum).backward()
+            step_tokens = 0
+            first = step * n_micro + env.rank * accum
+            for i in range(accum):
+                batch = to_device(task.micro_batch(first + i), device)
+                torch.manual_seed(micro_seed(cfg.seed, first + i))
+                with distributed.gradient_sync(forward, i == accum - 1):  # all-reduce on the last only
+                    with autocast_for(device, cfg.dtype):
+                        loss = task.loss(forward, batch)
+                    (loss / accum).backward()
                 step_loss += loss.detach().float()
-                tokens_seen += task.tokens(batch)
-            grad_norm = (
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
-            )
+                step_tokens += task.tokens(batch)
+            grad_norm = distributed.clip_gradients(parameters, cfg.grad_clip) if cfg.grad_clip > 0 else None
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            window[0] += step_loss.item() / accum
+            late = cfg.max_minutes > 0 and time.monotonic() - started >= cfg.max_minutes * 60
+            loss_sum, tokens, late_ranks = distributed.all_sum([step_loss.item(), step_tokens, float(late)], device)
+            tokens_seen += int(tokens)
+            timed_out = late_ranks > 0  # every rank stops at the same step, as soon as any is out of time
+            window[0] += loss_sum / n_micro
             window[1] += 1
             logged = step % cfg.log_interval == 0 or step == total_steps
             stats = {"loss": window[0] / window[1], "lr": lr}
@@ -199,24 +258,36 @@ def train(
                     raise GenptError(f"training diverged at step {step} (loss {stats['loss']}); lower train.lr")
                 last_log_time, last_log_tokens, window = now, tokens_seen, [0.0, 0]
             bar.update(step, total_steps, stats, logged)
-            timed_out = cfg.max_minutes > 0 and time.monotonic() - started >= cfg.max_minutes * 60
             if task.evaluate is not None and (step % cfg.eval_interval == 0 or step == total_steps or timed_out):
-                last_eval = _evaluate(model, forward, task, device, cfg)
+                last_eval = _evaluate(wrapped, evaluate_with, task, device, cfg)
                 metrics.write(step, "val", **last_eval)
                 bar.message(f"step {step}: " + "  ".join(f"val {k} {v:.4f}" for k, v in last_eval.items()))
                 if task.best_metric is not None and last_eval[task.best_metric] > best:
                     best = last_eval[task.best_metric]
-                    ckpt.write_checkpoint(run_dir / ckpt.BEST, model, None, {"step": step, "metrics": last_eval},
-                                          config=task.checkpoint_config, tokenizer_json=task.tokenizer_json)
+                    weights, _ = distributed.full_state(model, None)
+                    if env.is_main:
+                        ckpt.write_checkpoint(run_dir / ckpt.BEST, weights, None,
+                                              {"step": step, "metrics": last_eval}, config=task.checkpoint_config,
+                                              tokenizer_json=task.tokenizer_json)
             if step % cfg.checkpoint_interval == 0 or step == total_steps or timed_out:
-                saved = save()
+                save()
             if timed_out:
                 stopped_early = step < total_steps
                 bar.message(f"stopping after {cfg.max_minutes:g} minutes at step {step}")
                 break
     except KeyboardInterrupt:
-        bar.message(f"interrupted: saving step {step} so that --resume continues from it")
-        save()
+        if distributed.is_sharded(wrapped):  # gathering the shards needs every rank, which may be gone
+            bar.message(f"interrupted at step {step}; sharded runs resume from the last checkpoint, {saved}")
+        else:
+            bar.message(f"interrupted: saving step {step} so that --resume continues from it")
+            if env.is_main:
+                state = {"tokens_seen": tokens_seen, "log_window": window, "best": best}
+                ckpt.save_checkpoint(run_dir, step, model, optimizer, state, config=task.checkpoint_config,
+                                     tokenizer_json=task.tokenizer_json, keep=cfg.keep_checkpoints)
+        raise
+    except Exception as e:
+        if distributed.active() and distributed.is_comm_failure(e):
+            raise distributed.lost_contact(e, env, cfg.collective_timeout, saved) from e
         raise
     finally:
         bar.close()

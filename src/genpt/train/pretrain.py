@@ -15,6 +15,7 @@ from genpt.errors import GenptError
 from genpt.model import GPT
 from genpt.tokenizer import Tokenizer
 from genpt.train import checkpoint as ckpt
+from genpt.train import distributed
 from genpt.train.loop import TrainResult, TrainTask, train
 
 log = logging.getLogger("genpt")
@@ -51,8 +52,17 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
 def pretrain(
     config: PretrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True
 ) -> TrainResult:
-    """Pre-train a model as `config` says, writing checkpoints and metrics to `run_dir`."""
-    run_dir = Path(run_dir)
+    """Pre-train a model as `config` says, writing checkpoints and metrics to `run_dir`.
+
+    Under torchrun every rank runs this; they share the work of each batch and rank 0 writes.
+    """
+    with distributed.process_group(config.train.device, config.train.collective_timeout) as env:
+        return _pretrain(config, Path(run_dir), env, resume=resume, progress=progress)
+
+
+def _pretrain(
+    config: PretrainConfig, run_dir: Path, env: distributed.Env, *, resume: bool, progress: bool
+) -> TrainResult:
     check_run_dir(run_dir, resume)
     shards_dir = Path(config.data.shards)
     train_shards = TokenShards(shards_dir, "train")
@@ -70,9 +80,11 @@ def pretrain(
                 f"{found}: checkpoint was trained with a different tokenizer than the shards in {shards_dir}"
             )
     config.validate()
+    micro, _ = distributed.batch_plan(config.train.batch_size, config.train.micro_batch_size, env.world_size)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
+    if env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
     log.info("settings:\n%s", json.dumps(config.to_dict(), indent=2))
 
     torch.manual_seed(config.train.seed)
@@ -80,7 +92,9 @@ def pretrain(
     log.info("model: %.2fM parameters; %d training tokens", model.num_parameters() / 1e6, len(train_shards))
     cfg = config.train
     n_ctx = config.model.n_ctx
-    batches = LMBatches(train_shards, cfg.micro_batch, n_ctx, cfg.seed)
+    # Micro-batch i holds global samples i*micro ..., so sample k of global batch b is the same window
+    # whatever the world size and micro-batch size; the validation batches are the same for any world size.
+    batches = LMBatches(train_shards, micro, n_ctx, cfg.seed)
     evaluate = None
     if val_shards is not None:
         evaluate = validation(val_shards, cfg.micro_batch, n_ctx, cfg.eval_batches)
@@ -104,15 +118,22 @@ def _has_split(shards_dir: Path, split: str) -> bool:
 
 
 def validation(shards: TokenShards, batch_size: int, n_ctx: int, max_batches: int):
-    """Mean LM loss and perplexity over the same fixed validation windows at every evaluation."""
+    """Mean LM loss and perplexity over the same fixed validation windows at every evaluation.
+
+    Under torchrun the batches are shared out between the ranks and their losses gathered back in
+    order, so the result is the one a single process computes.
+    """
     windows = LMBatches(shards, batch_size, n_ctx, seed=0)
     n_batches = max(1, min(max_batches, windows.num_windows // batch_size))
-    device_of = lambda model: next(model.parameters()).device  # noqa: E731
 
     def evaluate(model) -> dict[str, float]:
-        device = device_of(model)
-        losses = [model(ids.to(device), labels=ids.to(device)).loss.float().item()
-                  for ids in map(windows.get, range(n_batches))]
+        device = next(model.parameters()).device
+
+        def batch_loss(index: int) -> float:
+            ids = windows.get(index).to(device)
+            return model(ids, labels=ids).loss.float().item()
+
+        losses = distributed.map_in_order(batch_loss, n_batches, model)
         loss = sum(losses) / len(losses)
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 

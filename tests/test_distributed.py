@@ -1,0 +1,246 @@
+"""Training under torchrun (gloo on the CPU): the same numbers as one process, resumable across world sizes,
+and a job that stops, with its checkpoints intact, when one of its processes dies or hangs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import shared_data
+
+from genpt.config import TrainConfig
+from genpt.data.corpus import prepare
+from genpt.tokenizer import Tokenizer
+from genpt.train import checkpoint as ckpt
+from genpt.train.loop import make_optimizer
+from genpt.train.metrics_log import read_metrics
+
+STEPS = 60
+# A constant rate after the warm-up, so that runs of any length agree step by step; 3 validation batches,
+# which two processes cannot share evenly; micro-batches of 2, so 1 process accumulates 4, 2 processes 2.
+SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
+         "--set", "model.n_ctx=32", "--set", "train.batch_size=8", "--set", "train.micro_batch_size=2",
+         "--set", "train.warmup_steps=5", "--set", "train.lr_schedule=constant", "--set", "train.lr=3e-3",
+         "--set", "train.log_interval=1", "--set", "train.eval_interval=10", "--set", "train.eval_batches=3",
+         "--set", "train.checkpoint_interval=10", "--set", "train.keep_checkpoints=10"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    text = shared_data("tinyshakespeare", "input.txt").read_text()
+    root = tmp_path_factory.mktemp("corpus")
+    for i in range(10):
+        (root / f"part{i}.txt").write_text(text[i * 30_000 : (i + 1) * 30_000])
+    out = root / "shards"
+    prepare([root], Tokenizer.train([root], vocab_size=400), out, val_fraction=0.2, workers=1, progress=False)
+    return out
+
+
+def command(nproc: int, *args: str) -> list[str]:
+    """`genpt ARGS` in one plain process, or under torchrun with `nproc` processes."""
+    if nproc == 1:
+        return [sys.executable, "-m", "genpt", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
+            "-m", "genpt", *args]
+
+
+def genpt(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(command(nproc, *args), capture_output=True, text=True, env=ENV, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def pretrain_args(shards, run, steps=STEPS, *extra):
+    return ["pretrain", "--shards", str(shards), *SMALL, *extra, "--max-steps", str(steps), "-o", str(run)]
+
+
+@pytest.fixture(scope="module")
+def reference(shards, tmp_path_factory):
+    """A one-process run: the curve every world size must reproduce."""
+    run = tmp_path_factory.mktemp("reference") / "run"
+    genpt(1, *pretrain_args(shards, run))
+    return run
+
+
+def curve(run, split):
+    return [(r["step"], r["loss"]) for r in read_metrics(run) if r["split"] == split]
+
+
+def assert_same_curve(run, reference, tol=1e-5):
+    for split in ("train", "val"):
+        got, want = curve(run, split), curve(reference, split)
+        assert [s for s, _ in got] == [s for s, _ in want], split
+        worst = max(abs(a - b) for (_, a), (_, b) in zip(got, want, strict=True))
+        assert worst <= tol, f"{split} losses differ by up to {worst:.2e}"
+    lr = lambda d: [(r["step"], r["lr"], r["tokens"]) for r in read_metrics(d) if r["split"] == "train"]  # noqa: E731
+    assert lr(run) == lr(reference)  # the schedule and the token count follow optimizer steps, not micro-steps
+
+
+def assert_same_weights(checkpoint, other, tol=1e-4):
+    """Equal up to the rounding of gradient sums in another order, which Adam's normalisation amplifies."""
+    ours, theirs = ckpt.load(checkpoint).state_dict(), ckpt.load(other).state_dict()
+    assert ours.keys() == theirs.keys()
+    worst = max((ours[k] - theirs[k]).abs().max().item() for k in ours)
+    assert worst <= tol, f"weights differ by up to {worst:.2e}"
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_give_the_loss_curve_of_one(shards, reference, tmp_path, strategy):
+    run = tmp_path / "run"
+    result = genpt(2, *pretrain_args(shards, run), "--strategy", strategy)
+    assert_same_curve(run, reference)
+    # Checkpoints keep the one-process format (FSDP's shards gathered, its optimizer state renumbered).
+    final = run / "checkpoints" / f"step_{STEPS:08d}"
+    assert_same_weights(final, reference / "checkpoints" / f"step_{STEPS:08d}")
+    saved = torch.load(final / "optimizer.pt", weights_only=True)
+    want = torch.load(reference / "checkpoints" / f"step_{STEPS:08d}" / "optimizer.pt", weights_only=True)
+    assert saved["param_groups"] == want["param_groups"] and saved["state"].keys() == want["state"].keys()
+    # Only rank 0 reports: one summary on stdout, one settings dump in the log.
+    assert len(result.stdout.strip().splitlines()) == 1
+    assert result.stderr.count("settings:") == 1
+
+
+def test_fine_tuning_on_two_processes_gives_the_dev_metrics_of_one(reference, tmp_path):
+    """STS-B: continuous metrics; 19 dev examples in batches of 4 (5 batches, the last of 3) for 2 ranks."""
+    def head(name, n):
+        lines = shared_data("glue", "STS-B", name).read_text(encoding="utf-8").splitlines(keepends=True)
+        (tmp_path / name).write_text("".join(lines[: n + 1]), encoding="utf-8")
+        return str(tmp_path / name)
+
+    train, dev = head("train.tsv", 44), head("dev.tsv", 19)  # 44 = 5 batches of 8 and 4 dropped per epoch
+    args = ["finetune", "--init", str(reference), "--task", "stsb", "--train", train, "--dev", dev, "--epochs", "2",
+            "--batch-size", "8", "--lr", "1e-3", "--set", "finetune.micro_batch_size=2",
+            "--set", "finetune.eval_batch_size=4"]
+    genpt(1, *args, "-o", str(tmp_path / "one"))
+    genpt(2, *args, "-o", str(tmp_path / "two"))
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [(r["step"], r["split"]) for r in one] == [(r["step"], r["split"]) for r in two]
+    assert len([r for r in one if r["split"] == "val"]) == 2
+    for a, b in zip(one, two, strict=True):
+        for key in ("loss", "pearson", "spearman"):
+            if key in a:
+                assert abs(a[key] - b[key]) <= 1e-5, (a, b)
+    assert (tmp_path / "two" / "best" / "model.safetensors").is_file()
+
+
+@pytest.fixture
+def start():
+    """Start `genpt` in the background; whatever is still running at the end of the test is killed."""
+    started = []
+
+    def start(nproc: int, *args: str) -> subprocess.Popen:
+        started.append(subprocess.Popen(command(nproc, *args), env=ENV, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            for pid in [*workers(proc).values(), proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc.communicate()
+
+
+def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, f"the run ended before {path.name} appeared:\n{proc.communicate()[1][-3000:]}"
+        assert time.monotonic() < deadline, f"no {path.name} after {seconds} s"
+        time.sleep(0.005)
+
+
+def workers(launcher: subprocess.Popen) -> dict[int, int]:
+    """rank -> pid of the processes torchrun started (each in a session of its own)."""
+    found = {}
+    try:
+        children = [pid for task in Path(f"/proc/{launcher.pid}/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+    except FileNotFoundError:  # the launcher is gone
+        return found
+    for pid in children:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        rank = [v for v in environ if v.startswith(b"RANK=")]
+        if rank:
+            found[int(rank[0][5:])] = int(pid)
+    return found
+
+
+def kill_job(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every worker at once, as a lost machine would."""
+    for pid in [proc.pid, *workers(proc).values()]:
+        os.kill(pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("before, after", [(2, 1), (1, 2)], ids=["2-then-1", "1-then-2"])
+def test_run_killed_resumes_under_another_world_size(shards, reference, tmp_path, start, before, after):
+    run = tmp_path / "run"
+    proc = start(before, *pretrain_args(shards, run))
+    wait_for(run / "checkpoints" / "step_00000020", proc)
+    kill_job(proc)
+    assert ckpt.latest_checkpoint(run).name != f"step_{STEPS:08d}", "the run finished before it could be killed"
+    genpt(after, "pretrain", "-o", str(run), "--resume")
+    assert_same_curve(run, reference)
+    assert_same_weights(run / "checkpoints" / f"step_{STEPS:08d}", reference / "checkpoints" / f"step_{STEPS:08d}")
+
+
+def assert_last_checkpoint_intact(run, reference):
+    last = ckpt.latest_checkpoint(run)
+    assert ckpt.read_state(last)["step"] == int(last.name.removeprefix("step_"))
+    assert_same_weights(last, reference / "checkpoints" / last.name)
+    ckpt.load_optimizer(make_optimizer(ckpt.load(last), TrainConfig(), torch.device("cpu")), last)
+
+
+def test_a_rank_that_dies_stops_the_job_and_leaves_the_checkpoints_intact(shards, reference, tmp_path, start):
+    run = tmp_path / "run"
+    proc = start(2, *pretrain_args(shards, run, 10**6), "--set", "train.collective_timeout=60")
+    wait_for(run / "checkpoints" / "step_00000020", proc)
+    started = time.monotonic()
+    os.kill(workers(proc)[1], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert time.monotonic() - started < 30  # torchrun and gloo notice at once, well within the timeout
+    assert "rank      : 1" in stderr and "Signal 9 (SIGKILL)" in stderr  # torchrun names the process that died
+    assert_last_checkpoint_intact(run, reference)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_rank_that_hangs_trips_the_collective_timeout(shards, reference, tmp_path, start):
+    run = tmp_path / "run"
+    proc = start(2, *pretrain_args(shards, run, 10**6), "--set", "train.collective_timeout=8")
+    wait_for(run / "checkpoints" / "step_00000020", proc)
+    ranks = workers(proc)
+    os.kill(ranks[1], signal.SIGSTOP)  # alive but silent: torchrun alone would wait forever
+    started = time.monotonic()
+    try:
+        while alive(ranks[0]):
+            assert time.monotonic() - started < 60, "rank 0 still waits on the stopped rank"
+            time.sleep(0.05)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(ranks[1], signal.SIGCONT)  # let it receive torchrun's SIGTERM
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert 3 < waited < 40  # the timeout, not an immediate error and not forever
+    message = [line for line in stderr.splitlines() if line.startswith("genpt: error: rank 0 of 2")]
+    assert message and "collective_timeout=8 s" in message[0] and "--resume" in message[0], stderr[-3000:]
+    assert_last_checkpoint_intact(run, reference)
