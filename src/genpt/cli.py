@@ -38,11 +38,12 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from genpt.config import load_pretrain_config
+    from genpt.train.distributed import is_main_process
     from genpt.train.pretrain import pretrain, resume_config
 
     overrides = list(args.set)
     for flag, key in ((args.shards, "data.shards"), (args.max_steps, "train.max_steps"),
-                      (args.max_minutes, "train.max_minutes")):
+                      (args.max_minutes, "train.max_minutes"), (args.strategy, "train.strategy")):
         if flag is not None:
             overrides.append(f"{key}={json.dumps(flag)}")
     if args.resume and (Path(args.output) / "config.json").exists():
@@ -52,7 +53,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     result = pretrain(config, args.output, resume=args.resume)
     summary = {"step": result.step, "tokens": result.tokens_seen, "seconds": round(result.seconds, 1),
                "checkpoint": str(result.checkpoint), **{f"val_{k}": v for k, v in result.last_eval.items()}}
-    print(json.dumps(summary))
+    if is_main_process():  # under torchrun, rank 0 speaks for the job
+        print(json.dumps(summary))
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -79,7 +81,8 @@ def cmd_perplexity(args: argparse.Namespace) -> None:
     ids: list[int] = []
     for doc in iter_documents(args.inputs, strip_gutenberg=args.strip_gutenberg):
         ids.extend(tokenizer.encode(doc.text))
-        ids.append(tokenizer.eot_id)
+        if doc.last:  # a long document arrives in several pieces
+            ids.append(tokenizer.eot_id)
     result = perplexity(model, ids)
     if args.json:
         print(json.dumps({"tokens": result.tokens, "loss": result.loss, "perplexity": result.perplexity}))
@@ -144,10 +147,12 @@ def add_task_flags(p: argparse.ArgumentParser, required: bool) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     from genpt.config import FinetuneConfig, apply_overrides, from_dict
+    from genpt.train.distributed import is_main_process
     from genpt.train.finetune import finetune
 
     values = {"lm_coef": args.lm_coef, "scratch": args.scratch or None, "transfer_layers": args.transfer_layers,
-              "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed}
+              "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+              "strategy": args.strategy}
     data = {k: v for k, v in values.items() if v is not None}
     data = apply_overrides({"finetune": data}, args.set)
     cfg = from_dict(FinetuneConfig, data.get("finetune", {}), "finetune.")
@@ -155,6 +160,8 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     if extra:
         raise GenptError(f"unknown setting section(s) {sorted(extra)}; fine-tuning takes finetune.KEY=VALUE")
     result = finetune(args.init, task_from_args(args), args.train, args.dev, args.output, cfg, resume=args.resume)
+    if not is_main_process():  # under torchrun, rank 0 speaks for the job
+        return
     for epoch, row in enumerate(result.epochs, 1):
         print(f"epoch {epoch}: " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
     print(json.dumps({"output": str(result.run_dir), "best_epoch": result.best_epoch, "best": result.best,
@@ -187,6 +194,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
     result = predict(finetuned, examples)
     write_predictions(args.output, finetuned.task, examples, result)
     print(f"{len(examples)} predictions written to {args.output}")
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from genpt.interop import convert
+
+    out = convert(args.path, args.output, source=args.source, target=args.target, n_ctx=args.n_ctx,
+                  n_head=args.n_head, pipeline=args.tokenizer, seed=args.seed)
+    print(f"{args.path} ({args.source or 'detected'}) converted to {args.target}: {out}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -241,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     p.add_argument("--max-steps", type=int, help="train.max_steps")
     p.add_argument("--max-minutes", type=float, help="train.max_minutes")
+    p.add_argument("--strategy", choices=["ddp", "fsdp"],
+                   help="under torchrun: replicate the model (ddp, default) or shard it (fsdp); train.strategy")
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("generate", help="sample text from a model")
@@ -280,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tuning run")
+    p.add_argument("--strategy", choices=["ddp", "fsdp"],
+                   help="under torchrun: replicate the model (ddp, default) or shard it (fsdp)")
     p.add_argument("--set", action="append", default=[], metavar="finetune.KEY=VALUE")
     add_task_flags(p, required=False)
     p.set_defaults(func=cmd_finetune)
@@ -296,6 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", required=True, help="file in the task's format (labels not needed)")
     p.add_argument("--output", "-o", required=True, help="predictions: .jsonl, .tsv or .csv")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("convert", help="convert a model between genpt, the original GPT-1 release and Hugging Face")
+    p.add_argument("path", help="a genpt run or checkpoint, a release folder (params_shapes.json + params_*.npy) "
+                   "or a Hugging Face OpenAIGPT folder")
+    p.add_argument("--from", dest="source", choices=["openai", "hf", "genpt"],
+                   help="format of PATH (default: detected)")
+    p.add_argument("--to", dest="target", choices=["genpt", "hf"], default="genpt", help="format to write")
+    p.add_argument("--output", "-o", required=True, help="folder to write (must not exist or be empty)")
+    p.add_argument("--n-ctx", type=int, help="keep only the first N position embeddings")
+    p.add_argument("--n-head", type=int, default=12, help="attention heads of a release model (not recorded in it)")
+    p.add_argument("--tokenizer", choices=["release", "transformers"],
+                   help="GPT-1 tokenizer pipeline: release (ftfy + spaCy, as the original) or transformers (as "
+                   "transformers 5.x); default: release for --from openai, transformers for --from hf")
+    p.add_argument("--seed", type=int, default=0, help="seed of the new special-token embeddings, N(0, 0.02)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="the whole method on a public-domain corpus, on the CPU, in minutes")
     p.add_argument("--corpus", help="your own text (files, folders, globs) instead of Shakespeare")
