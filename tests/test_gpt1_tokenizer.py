@@ -153,6 +153,7 @@ def test_release_tokenizer_survives_tokenizer_json_and_other_readers_get_transfo
                                                            488, 999, 239, 40477, 481, 872]
     plain = Tokenizer.load(tmp_path / "tokenizer.json")  # any reader of the file but genpt's load
     assert plain.encode(text) == transformers_tokenizer(vocab).encode(text)
+    assert plain.fingerprint != loaded.fingerprint  # they tokenize differently
     assert loaded.decode(loaded.encode("hello world")) == "hello world"
 
 

@@ -17,6 +17,7 @@ this class; any other reader of the file gets the transformers 5.x tokenization 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -431,7 +432,8 @@ class GPT1Tokenizer:
 
     @property
     def fingerprint(self) -> str:
-        return self.file.fingerprint
+        """Differs from the file's own (what `Tokenizer.load` of it gives): the two tokenize differently."""
+        return hashlib.sha256(f"{RELEASE}\n{self.file.fingerprint}".encode()).hexdigest()
 
     @property
     def eot_id(self) -> int:

@@ -38,7 +38,7 @@ def load_finetuned(path: str | Path, device: str | torch.device = "cpu") -> Fine
     model_config = from_dict(ModelConfig, config["model"], "model.")
     model = GPTForTask(model_config, task.transform, config["head"]["n_out"])
     ckpt.load_weights(model, checkpoint)
-    tokenizer = Tokenizer.load(checkpoint / "tokenizer.json")
+    tokenizer = ckpt.load_tokenizer(checkpoint)  # GPT-1 release runs bring their own pipeline
     return FinetunedModel(model.to(device).eval(), tokenizer, task, config["head"]["max_len"])
 
 

@@ -54,7 +54,7 @@ def initial_model(init: str | Path, task: TaskSpec, cfg: FinetuneConfig) -> tupl
     """The pre-trained model with a fresh head; `scratch` and `transfer_layers` as the paper's ablations."""
     checkpoint = resolve_init(init)  # a genpt checkpoint; a release or Hugging Face folder is converted first
     base_config = model_config_from_json(checkpoint / "config.json")
-    tokenizer = Tokenizer.load(checkpoint / "tokenizer.json")
+    tokenizer = ckpt.load_tokenizer(checkpoint)  # GPT-1 release runs bring their own pipeline
     if tokenizer.vocab_size != base_config.vocab_size:
         raise GenptError(f"{checkpoint}: tokenizer has {tokenizer.vocab_size} ids, the model {base_config.vocab_size}")
     torch.manual_seed(cfg.seed)
