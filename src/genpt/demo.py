@@ -81,11 +81,12 @@ def steps_for_budget(config: PretrainConfig, minutes: float) -> int:
 def genre_finetuning(run_dir: Path, out: Path, train_plays, dev_plays) -> tuple[dict[str, float], tuple[int, int]]:
     """Fine-tune the pre-trained model and the same architecture from scratch on the genre task."""
     from genpt.config import FinetuneConfig
-    from genpt.datasets.folio_genres import genre_examples, genre_task
+    from genpt.datasets.folio_genres import balanced, genre_examples, genre_task
     from genpt.train.finetune import finetune
 
     task = genre_task()
-    train, dev = genre_examples(train_plays, GENRE_PER_PLAY[0]), genre_examples(dev_plays, GENRE_PER_PLAY[1])
+    train = balanced(genre_examples(train_plays, GENRE_PER_PLAY[0]))
+    dev = genre_examples(dev_plays, GENRE_PER_PLAY[1])
     accuracy = {}
     for setting, scratch in (("pre-trained", False), ("from scratch", True)):
         folder = out / ("genre-scratch" if scratch else "genre-pretrained")

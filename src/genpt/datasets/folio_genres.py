@@ -52,6 +52,14 @@ def genre_examples(plays: Sequence[Play], per_play: int, chars: int = 400) -> li
     return examples
 
 
+def balanced(examples: Sequence[Example]) -> list[Example]:
+    """The same number of examples of each genre, spread over its plays, so that predicting the most
+    frequent genre of the training set gains nothing on the balanced dev set."""
+    by_genre = [[e for e in examples if e.label == g] for g in range(len(GENRES))]
+    n = min(len(group) for group in by_genre)
+    return [group[i * len(group) // n] for group in by_genre for i in range(n)]
+
+
 def split_plays(plays: Sequence[Play]) -> tuple[list[Play], list[Play]]:
     """(plays for pre-training and fine-tuning, held-out plays for dev)."""
     return [p for p in plays if p.key not in DEV_PLAYS], [p for p in plays if p.key in DEV_PLAYS]
