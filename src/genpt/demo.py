@@ -23,7 +23,7 @@ from genpt.generate import generate
 from genpt.model import GPT
 from genpt.tokenizer import Tokenizer
 from genpt.train.checkpoint import load
-from genpt.train.loop import make_optimizer, resolve_device
+from genpt.train.loop import autocast_for, make_optimizer, resolve_device
 from genpt.train.pretrain import pretrain, resume_config, validation
 
 log = logging.getLogger("genpt")
@@ -48,13 +48,14 @@ class DemoResult:
     genre_sizes: tuple[int, int] = (0, 0)  # train / dev passages
 
 
-def demo_config(shards: Path, vocab_size: int, max_steps: int) -> PretrainConfig:
+def demo_config(shards: Path, vocab_size: int, max_steps: int, dtype: str = "float32") -> PretrainConfig:
     """A model small enough to learn something in minutes on two CPU cores; GPT-1's recipe otherwise."""
     return PretrainConfig(
         model=ModelConfig(vocab_size=vocab_size, **DEMO_MODEL),
         train=TrainConfig(batch_size=DEMO_BATCH, lr=1e-3, warmup_steps=max(1, max_steps // 20),
                           max_steps=max_steps, eval_interval=max(1, max_steps // 4), eval_batches=10,
-                          checkpoint_interval=max(1, max_steps // 4), log_interval=max(1, max_steps // 20)),
+                          checkpoint_interval=max(1, max_steps // 4), log_interval=max(1, max_steps // 20),
+                          dtype=dtype),
         data=DataConfig(shards=str(shards)),
     )
 
@@ -70,7 +71,9 @@ def steps_for_budget(config: PretrainConfig, minutes: float) -> int:
     timings = []
     for _ in range(4):
         start = time.perf_counter()
-        model(ids, labels=ids).loss.backward()
+        with autocast_for(device, config.train.dtype):
+            loss = model(ids, labels=ids).loss
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         timings.append(time.perf_counter() - start)
@@ -117,7 +120,7 @@ def corpus_inputs(corpus: str | None):
     return [str(play.path) for play in train_plays], train_plays, dev_plays
 
 
-def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minutes: float = 3.0,
+def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minutes: float = 4.0,
              fresh: bool = False) -> DemoResult:
     out = Path(output)
     if fresh and out.exists():
@@ -141,9 +144,12 @@ def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minute
     if (run_dir / "config.json").exists():
         config = resume_config(run_dir, [])
     else:
-        probe = demo_config(shards, tokenizer.vocab_size, max_steps=1)
-        config = demo_config(shards, tokenizer.vocab_size, steps_for_budget(probe, minutes))
-        log.info("pre-training for %d steps (about %.1f minutes)", config.train.max_steps, minutes)
+        # bf16 autocast doubles the speed on CPUs with bf16 units and crawls on others: time both.
+        steps = {dtype: steps_for_budget(demo_config(shards, tokenizer.vocab_size, 1, dtype), minutes)
+                 for dtype in ("float32", "bfloat16")}
+        dtype = max(steps, key=steps.get)
+        config = demo_config(shards, tokenizer.vocab_size, steps[dtype], dtype)
+        log.info("pre-training for %d steps in %s (about %.1f minutes)", config.train.max_steps, dtype, minutes)
 
     val = TokenShards(shards, "val")
     evaluate = validation(val, config.train.micro_batch, config.model.n_ctx, config.train.eval_batches)
