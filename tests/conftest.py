@@ -5,6 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from genpt.data.corpus import prepare
+from genpt.tokenizer import Tokenizer
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -20,3 +23,15 @@ def shared_data(*parts: str) -> Path:
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Shards of ten 30 kB slices of tinyshakespeare (a 400-id tokenizer): enough for tiny pre-training runs."""
+    text = shared_data("tinyshakespeare", "input.txt").read_text()
+    root = tmp_path_factory.mktemp("corpus")
+    for i in range(10):
+        (root / f"part{i}.txt").write_text(text[i * 30_000 : (i + 1) * 30_000])
+    out = root / "shards"
+    prepare([root], Tokenizer.train([root], vocab_size=400), out, val_fraction=0.2, workers=1, progress=False)
+    return out

@@ -13,8 +13,6 @@ import torch
 from conftest import shared_data
 
 from genpt.config import TrainConfig
-from genpt.data.corpus import prepare
-from genpt.tokenizer import Tokenizer
 from genpt.train import checkpoint as ckpt
 from genpt.train.loop import make_optimizer
 from genpt.train.metrics_log import read_metrics
@@ -28,17 +26,6 @@ SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model
          "--set", "train.log_interval=1", "--set", "train.eval_interval=10", "--set", "train.eval_batches=3",
          "--set", "train.checkpoint_interval=10", "--set", "train.keep_checkpoints=10"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    text = shared_data("tinyshakespeare", "input.txt").read_text()
-    root = tmp_path_factory.mktemp("corpus")
-    for i in range(10):
-        (root / f"part{i}.txt").write_text(text[i * 30_000 : (i + 1) * 30_000])
-    out = root / "shards"
-    prepare([root], Tokenizer.train([root], vocab_size=400), out, val_fraction=0.2, workers=1, progress=False)
-    return out
 
 
 def command(nproc: int, *args: str) -> list[str]:

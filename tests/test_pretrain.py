@@ -7,9 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-from conftest import shared_data
-
 from genpt.data.corpus import prepare
 from genpt.tokenizer import Tokenizer
 from genpt.train.checkpoint import checkpoint_dirs
@@ -19,19 +16,6 @@ SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model
          "--set", "model.n_ctx=32", "--set", "train.batch_size=4", "--set", "train.warmup_steps=10",
          "--set", "train.lr=3e-3", "--set", "train.log_interval=1", "--set", "train.eval_interval=50",
          "--set", "train.eval_batches=2", "--set", "train.checkpoint_interval=25"]
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    text = shared_data("tinyshakespeare", "input.txt").read_text()
-    root = tmp_path_factory.mktemp("corpus")
-    # Ten "documents" so that the validation split (by document) is not empty.
-    for i in range(10):
-        (root / f"part{i}.txt").write_text(text[i * 30_000 : (i + 1) * 30_000])
-    tokenizer = Tokenizer.train([root], vocab_size=400)
-    out = root / "shards"
-    prepare([root], tokenizer, out, val_fraction=0.2, workers=1, progress=False)
-    return out
 
 
 def genpt(*args, **kwargs):
