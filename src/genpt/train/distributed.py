@@ -107,6 +107,9 @@ def process_group(device: str, timeout_s: float) -> Iterator[Env]:
     broken = False
     try:
         yield env
+        # Leave together: a gloo group torn down while a peer still talks to it can abort the process
+        # ("terminate called without an active exception") after a run that otherwise succeeded.
+        dist.barrier()
     except BaseException as e:
         broken = is_comm_failure(e)
         raise
