@@ -88,7 +88,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
         lr=cfg.lr,
         betas=(cfg.beta1, cfg.beta2),
         eps=cfg.eps,
-        fused=device.type == "cuda",
+        fused=device.type in ("cuda", "cpu"),  # one kernel per step instead of ~10 per tensor
     )
 
 
@@ -175,6 +175,7 @@ def _train(
         log.info("%d processes (%s): batch %d = micro-batch %d x accumulation %d x %d processes",
                  env.world_size, cfg.strategy, cfg.batch_size, micro, accum, env.world_size)
     step, tokens_seen, window, best = 0, 0, [0.0, 0], -math.inf
+    train_seconds = 0.0  # time spent in optimizer steps (no evaluation, no checkpoints), over all sessions
     found = distributed.broadcast(ckpt.latest_checkpoint(run_dir) if resume and env.is_main else None)
     if resume and found is None:
         log.info("no checkpoint in %s yet: starting from step 0", run_dir)
@@ -187,6 +188,7 @@ def _train(
         ckpt.restore_rng(state["rng"])
         step, tokens_seen, window = state["step"], state["tokens_seen"], state["log_window"]
         best = state.get("best", best)
+        train_seconds = state.get("train_seconds", 0.0)
         log.info("resumed from %s (step %d, %d tokens seen)", found, step, tokens_seen)
     model.to(device)
     if cfg.activation_checkpointing:
@@ -211,21 +213,23 @@ def _train(
         nonlocal saved
         weights, optim = distributed.full_state(model, optimizer)
         if env.is_main:
-            state = {"tokens_seen": tokens_seen, "log_window": window, "best": best}
+            state = {"tokens_seen": tokens_seen, "log_window": window, "best": best, "train_seconds": train_seconds}
             saved = ckpt.save_checkpoint(run_dir, step, weights, optim, state, config=task.checkpoint_config,
                                          tokenizer_json=task.tokenizer_json, keep=cfg.keep_checkpoints)
         distributed.all_sum([0.0], device)  # a barrier: rank 0 has renamed the checkpoint into place
         saved = run_dir / ckpt.CHECKPOINTS / f"step_{step:08d}"
 
+    synced_step = step  # the last step whose losses and tokens were gathered and reported
+    window_loss = torch.zeros((), device=device, dtype=torch.float64)  # this rank's losses since the last log
+    window_tokens = 0
     try:
         while step < total_steps:
+            step_started = time.monotonic()
             lr = learning_rate(step, peak=cfg.lr, warmup=cfg.warmup_steps, total=total_steps,
                                schedule=cfg.lr_schedule, floor=cfg.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             wrapped.train()
-            step_loss = torch.zeros((), device=device)
-            step_tokens = 0
             first = step * n_micro + env.rank * accum
             for i in range(accum):
                 batch = to_device(task.micro_batch(first + i), device)
@@ -234,31 +238,43 @@ def _train(
                     with autocast_for(device, cfg.dtype):
                         loss = task.loss(forward, batch)
                     (loss / accum).backward()
-                step_loss += loss.detach().float()
-                step_tokens += task.tokens(batch)
+                window_loss += loss.detach()
+                window_tokens += task.tokens(batch)
             grad_norm = distributed.clip_gradients(parameters, cfg.grad_clip) if cfg.grad_clip > 0 else None
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            late = cfg.max_minutes > 0 and time.monotonic() - started >= cfg.max_minutes * 60
-            loss_sum, tokens, late_ranks = distributed.all_sum([step_loss.item(), step_tokens, float(late)], device)
-            tokens_seen += int(tokens)
-            timed_out = late_ranks > 0  # every rank stops at the same step, as soon as any is out of time
-            window[0] += loss_sum / n_micro
-            window[1] += 1
-            logged = step % cfg.log_interval == 0 or step == total_steps
-            stats = {"loss": window[0] / window[1], "lr": lr}
+            # The host waits for the device (and the ranks for each other) only where something is
+            # reported, evaluated or saved; in between, steps are queued back to back.
+            evaluating = task.evaluate is not None and (step % cfg.eval_interval == 0 or step == total_steps)
+            saving = step % cfg.checkpoint_interval == 0 or step == total_steps
+            logged = step % cfg.log_interval == 0 or step == total_steps or evaluating or saving
+            timed_out = False
+            stats: dict[str, float] = {}
             if logged:
+                late = cfg.max_minutes > 0 and time.monotonic() - started >= cfg.max_minutes * 60
+                loss_sum, tokens, late_ranks = distributed.all_sum(
+                    [window_loss.item(), window_tokens, float(late)], device)
+                window_loss.zero_()
+                window_tokens = 0
+                tokens_seen += int(tokens)
+                timed_out = late_ranks > 0  # every rank stops at the same step, as soon as any is out of time
+                window = [window[0] + loss_sum / n_micro, window[1] + step - synced_step]
+                synced_step = step
                 now = time.monotonic()
-                stats["tokens_per_s"] = (tokens_seen - last_log_tokens) / max(now - last_log_time, 1e-9)
+                train_seconds += now - step_started
+                stats = {"loss": window[0] / window[1], "lr": lr,
+                         "tokens_per_s": (tokens_seen - last_log_tokens) / max(now - last_log_time, 1e-9)}
                 if grad_norm is not None:
                     stats["grad_norm"] = grad_norm.item()
-                metrics.write(step, "train", **stats, tokens=tokens_seen)
+                metrics.write(step, "train", **stats, tokens=tokens_seen, train_seconds=round(train_seconds, 3))
                 if not math.isfinite(stats["loss"]):
                     raise GenptError(f"training diverged at step {step} (loss {stats['loss']}); lower train.lr")
                 last_log_time, last_log_tokens, window = now, tokens_seen, [0.0, 0]
+            else:
+                train_seconds += time.monotonic() - step_started
             bar.update(step, total_steps, stats, logged)
-            if task.evaluate is not None and (step % cfg.eval_interval == 0 or step == total_steps or timed_out):
+            if evaluating or (timed_out and task.evaluate is not None):
                 last_eval = _evaluate(wrapped, evaluate_with, task, device, cfg)
                 metrics.write(step, "val", **last_eval)
                 bar.message(f"step {step}: " + "  ".join(f"val {k} {v:.4f}" for k, v in last_eval.items()))
@@ -269,7 +285,7 @@ def _train(
                         ckpt.write_checkpoint(run_dir / ckpt.BEST, weights, None,
                                               {"step": step, "metrics": last_eval}, config=task.checkpoint_config,
                                               tokenizer_json=task.tokenizer_json)
-            if step % cfg.checkpoint_interval == 0 or step == total_steps or timed_out:
+            if saving or timed_out:
                 save()
             if timed_out:
                 stopped_early = step < total_steps
@@ -280,8 +296,12 @@ def _train(
             bar.message(f"interrupted at step {step}; sharded runs resume from the last checkpoint, {saved}")
         else:
             bar.message(f"interrupted: saving step {step} so that --resume continues from it")
+            # Fold in the steps since the last report (this rank's share, scaled to the job).
+            tokens_seen += window_tokens * env.world_size
+            window = [window[0] + window_loss.item() / accum, window[1] + step - synced_step]
             if env.is_main:
-                state = {"tokens_seen": tokens_seen, "log_window": window, "best": best}
+                state = {"tokens_seen": tokens_seen, "log_window": window, "best": best,
+                         "train_seconds": train_seconds}
                 ckpt.save_checkpoint(run_dir, step, model, optimizer, state, config=task.checkpoint_config,
                                      tokenizer_json=task.tokenizer_json, keep=cfg.keep_checkpoints)
         raise
