@@ -64,12 +64,14 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from genpt.train.checkpoint import load, load_tokenizer
 
     model, tokenizer = load(args.run), load_tokenizer(args.run)
-    ids = tokenizer.encode(args.prompt) or [tokenizer.eot_id]
+    prompts = [tokenizer.encode(text) or [tokenizer.eot_id] for text in args.prompt or [""]]
     generator = torch.Generator().manual_seed(args.seed)
-    for _ in range(args.num_samples):
-        out = generate(model, torch.tensor([ids]), args.max_new_tokens, temperature=args.temperature,
-                       top_k=args.top_k, top_p=args.top_p, generator=generator, eos_id=tokenizer.eot_id)
-        print(tokenizer.decode(out[0].tolist()))
+    # Every prompt and sample in one batch: generate left-pads prompts of different lengths.
+    rows = generate(model, [ids for ids in prompts for _ in range(args.num_samples)], args.max_new_tokens,
+                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, generator=generator,
+                    eos_id=tokenizer.eot_id)
+    for row in rows:
+        print(tokenizer.decode(row))
 
 
 def cmd_perplexity(args: argparse.Namespace) -> None:
@@ -262,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="sample text from a model")
     p.add_argument("run", help="run or checkpoint folder")
-    p.add_argument("--prompt", "-p", default="")
+    p.add_argument("--prompt", "-p", action="append", help="repeat for several prompts, sampled as one batch")
     p.add_argument("--max-new-tokens", "-n", type=int, default=100)
     p.add_argument("--temperature", type=float, default=1.0, help="0 for greedy decoding")
     p.add_argument("--top-k", type=int, default=0)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genpt.config import ModelConfig
+from genpt.onednn import Linear
 
 IGNORE_INDEX = -100  # label value that the LM loss skips (padding, positions with no target)
 
@@ -29,14 +30,18 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_head = config.n_head
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = Linear(config.n_embd, config.n_embd)
         self.attn_pdrop = config.attn_pdrop
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(
-        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """`attn_mask` (B, 1, T, past + T), True where a query may attend, replaces the causal mask."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
@@ -45,8 +50,12 @@ class CausalSelfAttention(nn.Module):
             v = torch.cat([past[1], v], dim=2)
         dropout = self.attn_pdrop if self.training else 0.0
         past_len = k.size(2) - T
-        if past_len == 0:
+        if attn_mask is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        elif past_len == 0:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        elif T == 1:  # one new token sees every key: no mask to build, each step of generation
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         else:
             # New queries sit at the end: query i sees every cached key and the new keys up to itself.
             mask = torch.ones(T, k.size(2), dtype=torch.bool, device=x.device).tril(diagonal=past_len)
@@ -58,9 +67,9 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, config.inner_dim)
+        self.c_fc = Linear(config.n_embd, config.inner_dim)
         self.act = activation(config.afn)
-        self.c_proj = nn.Linear(config.inner_dim, config.n_embd)
+        self.c_proj = Linear(config.inner_dim, config.n_embd)
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,8 +86,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
-    def forward(self, x: torch.Tensor, past=None):
-        a, present = self.attn(x, past)
+    def forward(self, x: torch.Tensor, past=None, attn_mask: torch.Tensor | None = None):
+        a, present = self.attn(x, past, attn_mask)
         x = self.ln_1(x + a)
         x = self.ln_2(x + self.mlp(x))
         return x, present
@@ -105,7 +114,7 @@ class GPT(nn.Module):
         self.positions_embed = nn.Embedding(config.n_ctx, config.n_embd)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.tokens_embed.weight  # tied, as in GPT-1
         self.apply(self._init_weights)
 
@@ -126,20 +135,30 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def hidden(
-        self, input_ids: torch.Tensor, cache: KVCache | None = None
+        self,
+        input_ids: torch.Tensor,
+        cache: KVCache | None = None,
+        *,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
-        """Final hidden states (B, T, n_embd), and the key/value cache extended by these tokens."""
+        """Final hidden states (B, T, n_embd), and the key/value cache extended by these tokens.
+
+        Left-padded batches (genpt.generate) pass each token's `positions` (B, T) and an `attn_mask`
+        (B, 1, T, cached + T) that hides the padding; by default positions follow the cache.
+        """
         T = input_ids.size(1)
         start = cache[0][0].size(2) if cache else 0
         if start + T > self.config.n_ctx:
             raise ValueError(
                 f"sequence of {start + T} tokens exceeds the model's context of {self.config.n_ctx}"
             )
-        positions = torch.arange(start, start + T, device=input_ids.device)
+        if positions is None:
+            positions = torch.arange(start, start + T, device=input_ids.device)
         x = self.drop(self.tokens_embed(input_ids) + self.positions_embed(positions))
         present: KVCache = []
         for i, block in enumerate(self.h):
-            x, kv = block(x, cache[i] if cache else None)
+            x, kv = block(x, cache[i] if cache else None, attn_mask)
             present.append(kv)
         return x, present
 
@@ -235,10 +254,12 @@ class GPTForTask(nn.Module):
 
 
 def count_flops_per_token(config: ModelConfig) -> float:
-    """Training FLOPs per token (forward + backward), the 6N + attention estimate of Kaplan et al."""
+    """Training FLOPs per token (forward + backward): 6N for the matrices (N counts the tied head once)
+    plus 12 x layers x context x width for the attention scores and their use, the convention of the
+    PaLM paper's appendix B and nanoGPT's MFU, so figures compare with theirs."""
     n = config.n_layer * (4 * config.n_embd**2 + 2 * config.n_embd * config.inner_dim)
     n += config.vocab_size * config.n_embd
-    return 6 * n + 6 * config.n_layer * config.n_ctx * config.n_embd
+    return 6 * n + 12 * config.n_layer * config.n_ctx * config.n_embd
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
