@@ -1,16 +1,21 @@
-"""Training throughput of genpt's GPT against Hugging Face's OpenAIGPTLMHeadModel at the same shape.
+"""Training throughput of genpt's GPT against Hugging Face's OpenAIGPTLMHeadModel and litgpt's GPT.
 
-One training step is forward (LM loss on `labels=ids`), backward and an AdamW step, dropout on.
+One training step is forward (LM loss on `labels=ids`), backward and a fused AdamW step (the same
+optimizer for every implementation), dropout on where the implementation has it (litgpt has none).
 Each implementation runs in its own subprocess, one after the other (never concurrently), so
-neither inherits the other's allocator or thread-pool state. A run times `--warmup` unmeasured
-steps, then `--steps` measured ones, and keeps the median step time; with `--repeats N` each
-implementation runs N times (alternating with the other) and the median of the run medians is
-reported. Achieved GFLOP/s is `count_flops_per_token(config)` x tokens/s for both, so it
-compares work done per second on the same nominal model, not each library's own FLOP count.
+none inherits another's allocator or thread-pool state. A run times `--warmup` unmeasured steps,
+then `--steps` measured ones, and keeps the median step time; with `--repeats N` each
+implementation runs N times (alternating) and the median of the run medians is reported.
+Achieved GFLOP/s is `count_flops_per_token(config)` x tokens/s for all, so it compares work done
+per second on the same nominal model, not each library's own FLOP count; MFU divides it by the
+fastest matrix product measured on the same device, at the same precision, in the same run.
+
+litgpt pins an older huggingface_hub than transformers 5 needs, so it lives in its own virtualenv
+(`scripts/bench-venv.sh` makes `.venv-litgpt`); its worker runs there when it exists.
 
     python bench/train_throughput.py --shape tiny                       # smoke test, seconds
     python bench/train_throughput.py --shape small --steps 10 --warmup 3 --repeats 3
-    python bench/train_throughput.py --shape gpt1 --dtype bfloat16 --device cuda --json
+    python bench/train_throughput.py --shape gpt1 --batch 32 --dtype bfloat16 --device cuda --compile
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ SHAPES = {
     "small": (6, 384, 6, 256, 8192, 8),
     "gpt1": (12, 768, 12, 512, 40478, 1),
 }
-IMPLEMENTATIONS = ("genpt", "hf")
+IMPLEMENTATIONS = ("genpt", "hf", "litgpt")
+NAMES = {"genpt": "genpt GPT", "hf": "HF OpenAIGPT", "litgpt": "litgpt GPT"}
+LITGPT_PYTHON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".venv-litgpt", "bin", "python")
 ADAMW = dict(lr=2.5e-4, betas=(0.9, 0.999), eps=1e-8)  # GPT-1's pre-training optimiser
 WEIGHT_DECAY = 0.01  # on matrices only, for both (genpt.model.param_groups)
 
@@ -40,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=SHAPES, default="small")
     p.add_argument("--batch", type=int, default=0, help="sequences per step (default: the shape's)")
+    p.add_argument("--vocab", type=int, default=0, help="vocabulary size (default: the shape's; e.g. padded)")
     p.add_argument("--steps", type=int, default=10, help="measured steps per run")
     p.add_argument("--warmup", type=int, default=3, help="unmeasured steps before timing")
     p.add_argument("--repeats", type=int, default=1, help="subprocess runs per implementation")
@@ -48,8 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                    help="torch.set_num_threads (default: all cores available to this process)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--compile", action="store_true", help="torch.compile every implementation's model")
+    p.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
+                   help="comma-separated implementations to run (default: all; litgpt is skipped if missing)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    p.add_argument("--save", metavar="PATH", help="also write the JSON object to PATH")
+    p.add_argument("--worker", choices=(*IMPLEMENTATIONS, "ceiling"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.repeats < 1 or args.threads < 1 or args.batch < 0:
         p.error("--steps, --repeats and --threads must be positive; --warmup and --batch not negative")
@@ -60,6 +72,7 @@ def model_config(args: argparse.Namespace):
     from genpt.config import ModelConfig
 
     n_layer, n_embd, n_head, n_ctx, vocab_size, _ = SHAPES[args.shape]
+    vocab_size = args.vocab or vocab_size
     return ModelConfig(vocab_size=vocab_size, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, n_head=n_head)
 
 
@@ -68,6 +81,8 @@ def build_model(impl: str, config):
         from genpt.model import GPT
 
         return GPT(config)
+    if impl == "litgpt":
+        return LitGPTWithLoss(config)
     import transformers
 
     hf_config = transformers.OpenAIGPTConfig(
@@ -77,6 +92,62 @@ def build_model(impl: str, config):
         layer_norm_epsilon=config.layer_norm_epsilon, initializer_range=config.initializer_range,
     )
     return transformers.OpenAIGPTLMHeadModel(hf_config)
+
+
+class LitGPTWithLoss:
+    """litgpt's GPT at genpt's shape (post-norm is not on offer: litgpt is pre-LN with a final norm;
+    learned positions neither: rotary is switched off), called like the others: `model(ids, labels=)`."""
+
+    def __new__(cls, config):
+        import torch
+        from litgpt.config import Config
+        from litgpt.model import GPT
+        from litgpt.utils import chunked_cross_entropy
+
+        lit = Config(name="genpt-shape", block_size=config.n_ctx, vocab_size=config.vocab_size,
+                     padded_vocab_size=config.vocab_size, n_layer=config.n_layer, n_head=config.n_head,
+                     n_embd=config.n_embd, bias=True, norm_class_name="LayerNorm", mlp_class_name="GptNeoxMLP",
+                     intermediate_size=config.inner_dim, gelu_approximate="tanh", parallel_residual=False,
+                     rotary_percentage=0.0)
+
+        class Wrapped(GPT):
+            def forward(self, ids, labels=None):
+                logits = super().forward(ids)
+                loss = chunked_cross_entropy(logits[:, :-1], labels[:, 1:])
+                return type("Out", (), {"loss": loss, "logits": logits})
+
+        torch.manual_seed(0)
+        return Wrapped(lit)
+
+
+def ceiling(args: argparse.Namespace) -> dict:
+    """The fastest matrix product on this device at the run's precision, in GFLOP/s (median of repeats).
+
+    On the CPU in float32 both of PyTorch's paths are tried: the default (MKL) and oneDNN.
+    """
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    paths = {"torch.mm": lambda: torch.mm(a, b)}
+    if device.type == "cpu":
+        paths["oneDNN"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    found = {}
+    for name, fn in paths.items():
+        times = []
+        for i in range(13):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            if i >= 3:
+                times.append(time.perf_counter() - start)
+        found[name] = 2 * n**3 / statistics.median(times) / 1e9
+    return {"gflops_per_s": max(found.values()), "paths": found, "n": n}
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -90,7 +161,8 @@ def worker(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     config = model_config(args)
     model = build_model(args.worker, config).to(device).train()
-    optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW)
+    optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW, fused=True)
+    forward = torch.compile(model) if args.compile else model
     ids = torch.randint(0, config.vocab_size, (args.batch, config.n_ctx), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -101,7 +173,7 @@ def worker(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with autocast:
-            loss = model(ids, labels=ids).loss
+            loss = forward(ids, labels=ids).loss
         loss.backward()
         optimizer.step()
         sync()  # CUDA kernels run asynchronously; stop the clock only when they are done
@@ -112,9 +184,23 @@ def worker(args: argparse.Namespace) -> dict:
     return {"step_s": times, "losses": losses, "parameters": n_params}
 
 
-def run_once(impl: str, argv: list[str]) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), *argv, "--worker", impl]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+def python_for(impl: str) -> str | None:
+    """The interpreter that can run `impl`, or None when none here can."""
+    if impl != "litgpt":
+        return sys.executable
+    for python in (sys.executable, LITGPT_PYTHON):
+        if os.path.exists(python) and subprocess.run([python, "-c", "import litgpt.model"],
+                                                     capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+def run_once(impl: str, argv: list[str], python: str = sys.executable) -> dict:
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.path.join(root, "src"),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    cmd = [python, os.path.abspath(__file__), *argv, "--worker", impl]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.exit(f"{impl} worker failed (exit {done.returncode}):\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -140,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.batch = args.batch or SHAPES[args.shape][5]
     if args.worker:
-        print(json.dumps(worker(args)))
+        print(json.dumps(ceiling(args) if args.worker == "ceiling" else worker(args)))
         return
     # Workers get the resolved values, so both run exactly the same configuration.
     argv += ["--device", args.device, "--batch", str(args.batch), "--threads", str(args.threads)]
@@ -149,15 +235,24 @@ def main(argv: list[str] | None = None) -> None:
 
     config = model_config(args)
     tokens_per_step = args.batch * config.n_ctx
+    impls = [i for i in args.impls.split(",") if i]
+    pythons = {impl: python_for(impl) for impl in impls}
+    for impl in [i for i, p in pythons.items() if p is None]:
+        print(f"  {impl}: not installed here, skipped (scripts/bench-venv.sh installs it)", file=sys.stderr)
+        impls.remove(impl)
     env = {"torch": torch.__version__, "transformers": version("transformers"), "cpu": cpu_name(),
            "device": args.device, "python": platform.python_version(), "cores": os.cpu_count(),
            "load_before": os.getloadavg()[0]}  # other work on the machine skews every number
     if args.device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
-    runs: dict[str, list[dict]] = {impl: [] for impl in IMPLEMENTATIONS}
+    if "litgpt" in impls:
+        env["litgpt"] = subprocess.run([pythons["litgpt"], "-c", "from importlib.metadata import version; "
+                                        "print(version('litgpt'))"], capture_output=True, text=True).stdout.strip()
+    peak = run_once("ceiling", argv)
+    runs: dict[str, list[dict]] = {impl: [] for impl in impls}
     for r in range(args.repeats):
-        for impl in IMPLEMENTATIONS:  # alternate, so slow drift in the machine hits both alike
-            result = run_once(impl, argv)
+        for impl in impls:  # alternate, so slow drift in the machine hits all alike
+            result = run_once(impl, argv, pythons[impl])
             result["tokens_per_s"] = tokens_per_step / statistics.median(result["step_s"])
             runs[impl].append(result)
             print(f"  {impl} run {r + 1}/{args.repeats}: {result['tokens_per_s']:,.0f} tokens/s",
@@ -170,36 +265,48 @@ def main(argv: list[str] | None = None) -> None:
         per_run = [x["tokens_per_s"] for x in results]
         tps = statistics.median(per_run)
         summary[impl] = {"tokens_per_s": tps, "tokens_per_s_runs": per_run, "gflops_per_s": tps * flops / 1e9,
+                         "mfu": tps * flops / 1e9 / peak["gflops_per_s"],
                          "parameters": results[0]["parameters"], "last_loss": results[-1]["losses"][-1]}
-    ratio = summary["genpt"]["tokens_per_s"] / summary["hf"]["tokens_per_s"]
+    ratio = {f"genpt/{impl}": summary["genpt"]["tokens_per_s"] / summary[impl]["tokens_per_s"]
+             for impl in summary if impl != "genpt" and "genpt" in summary}
     settings = {"shape": args.shape, "n_layer": config.n_layer, "n_embd": config.n_embd,
                 "n_head": config.n_head, "n_ctx": config.n_ctx, "vocab_size": config.vocab_size,
                 "batch": args.batch, "dtype": args.dtype, "threads": args.threads, "steps": args.steps,
-                "warmup": args.warmup, "repeats": args.repeats, "flops_per_token": flops}
+                "warmup": args.warmup, "repeats": args.repeats, "flops_per_token": flops, "compile": args.compile}
+    report = {"env": env, "settings": settings, "ceiling": peak, "results": summary, "ratios": ratio}
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump(report, f, indent=2)
     if args.json:
-        print(json.dumps({"env": env, "settings": settings, "results": summary, "ratio_genpt_hf": ratio},
-                         indent=2))
+        print(json.dumps(report, indent=2))
     else:
-        print_report(env, settings, summary, ratio)
+        print_report(env, settings, peak, summary, ratio)
 
 
-def print_report(env: dict, settings: dict, summary: dict, ratio: float) -> None:
+def print_report(env: dict, settings: dict, peak: dict, summary: dict, ratio: dict) -> None:
     e, s = env, settings
-    print(f"torch {e['torch']}, transformers {e['transformers']}, Python {e['python']}")
+    print(f"torch {e['torch']}, transformers {e['transformers']}"
+          + (f", litgpt {e['litgpt']}" if "litgpt" in e else "") + f", Python {e['python']}")
     print(f"CPU: {e['cpu']}; device: {e['device']}" + (f" ({e['gpu']})" if "gpu" in e else "")
           + f"; {e['cores']} cores, 1-min load average {e['load_before']:.1f} before, {e['load_after']:.1f} after")
     print(f"shape {s['shape']}: {s['n_layer']} layers, {s['n_embd']} wide, {s['n_head']} heads, "
           f"context {s['n_ctx']}, vocab {s['vocab_size']}; batch {s['batch']}, {s['dtype']}, "
-          f"{s['threads']} threads")
+          f"{s['threads']} threads" + (", torch.compile" if s["compile"] else ", eager"))
     print(f"median of {s['steps']} steps after {s['warmup']} warm-up, median over {s['repeats']} run(s); "
-          f"{s['flops_per_token'] / 1e6:.1f} MFLOP/token\n")
-    print(f"{'implementation':<16}{'tokens/s':>12}{'runs (min-max)':>20}{'GFLOP/s':>10}{'vs HF':>8}")
+          f"{s['flops_per_token'] / 1e6:.1f} MFLOP/token")
+    paths = ", ".join(f"{k} {v:,.0f}" for k, v in peak["paths"].items())
+    print(f"matmul ceiling ({peak['n']}^3, {s['dtype']}): {peak['gflops_per_s']:,.0f} GFLOP/s ({paths})\n")
+    base = "hf" if "hf" in summary else next(iter(summary))
+    print(f"{'implementation':<16}{'tokens/s':>12}{'runs (min-max)':>20}{'GFLOP/s':>10}{'MFU':>7}"
+          f"{'vs ' + NAMES[base].split()[0]:>9}")
     for impl, r in summary.items():
-        name = "genpt GPT" if impl == "genpt" else "HF OpenAIGPT"
         spread = f"{min(r['tokens_per_s_runs']):,.0f}-{max(r['tokens_per_s_runs']):,.0f}"
-        rel = r["tokens_per_s"] / summary["hf"]["tokens_per_s"]
-        print(f"{name:<16}{r['tokens_per_s']:>12,.0f}{spread:>20}{r['gflops_per_s']:>10.1f}{rel:>7.2f}x")
-    print(f"\ngenpt/HF tokens/s ratio: {ratio:.2f}")
+        rel = r["tokens_per_s"] / summary[base]["tokens_per_s"]
+        print(f"{NAMES[impl]:<16}{r['tokens_per_s']:>12,.0f}{spread:>20}{r['gflops_per_s']:>10.1f}"
+              f"{r['mfu']:>7.2f}{rel:>8.2f}x")
+    if ratio:
+        print("\n" + "; ".join(f"{k} tokens/s ratio: {v:.2f}" for k, v in ratio.items()))
+
 
 if __name__ == "__main__":
     main()
