@@ -3,7 +3,8 @@
 Byte-level means every string is first turned into its UTF-8 bytes, so any text encodes without an
 unknown token and decodes back exactly. There is no normalizer for the same reason: what goes in is
 what comes out. The heavy lifting is Hugging Face `tokenizers`; this class pins the settings and
-keeps the special-token ids in one place.
+keeps the special-token ids in one place. Encoding goes through tiktoken instead wherever that gives
+the very same ids (`genpt.fast_bpe` says when), several times faster.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from genpt.errors import GenptError
+from genpt.fast_bpe import build_encoding, cut_text
+
+if TYPE_CHECKING:
+    import tiktoken
 
 SPECIAL_TOKENS: dict[str, str] = {
     "end_of_text": "<|endoftext|>",
@@ -32,9 +38,17 @@ SPECIAL_TOKENS: dict[str, str] = {
 # kept its three extra embeddings.
 _APPEND_ORDER = ("start", "delimiter", "extract", "end_of_text", "pad")
 
+# Threads get texts in pieces of at least this many characters (a few ms of work each); a batch of
+# under two pieces is encoded in the calling thread.
+_THREAD_CHARS = 1 << 17
+_UNBUILT = object()  # Tokenizer._fast before the first encode
+
 
 class Tokenizer:
-    """A Hugging Face tokenizer that knows the special tokens and never lets plain text produce them."""
+    """A Hugging Face tokenizer that knows the special tokens and never lets plain text produce them.
+
+    `hf` is not to be reconfigured after construction: the tiktoken encoder is derived from it once.
+    """
 
     def __init__(self, hf: tokenizers.Tokenizer):
         self.hf = hf
@@ -42,6 +56,15 @@ class Tokenizer:
         # tokens are only ever placed by id (data/transforms.py, prepare), never parsed from text.
         # The flag is not stored in tokenizer.json, so it is set on every construction.
         self.hf.encode_special_tokens = True
+        self._fast: tiktoken.Encoding | None | object = _UNBUILT
+
+    def __getstate__(self) -> str:
+        # The JSON alone: unpickling goes through __init__, which sets encode_special_tokens (a pickled
+        # tokenizers.Tokenizer loses it) and leaves the tiktoken encoder to be rebuilt on first use.
+        return self.hf.to_str()
+
+    def __setstate__(self, state: str) -> None:
+        self.__init__(tokenizers.Tokenizer.from_str(state))
 
     # -- making one ---------------------------------------------------------------------------
 
@@ -140,11 +163,42 @@ class Tokenizer:
     # -- using one ----------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
+        fast = self._tiktoken()
+        if fast is not None and _utf8_encodable(text):
+            return fast.encode_ordinary(text)
         return self.hf.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """Several texts at once, in parallel threads; the `_fast` variant skips character offsets."""
-        return [e.ids for e in self.hf.encode_batch_fast(texts, add_special_tokens=False)]
+        """Several texts at once, in parallel threads unless TOKENIZERS_PARALLELISM turns them off.
+
+        tokenizers honours that variable itself; genpt's worker processes set it to false, as there
+        the processes are the parallelism.
+        """
+        fast = self._tiktoken()
+        if fast is None or not all(map(_utf8_encodable, texts)):
+            # tokenizers: the `_fast` variant skips character offsets
+            return [e.ids for e in self.hf.encode_batch_fast(texts, add_special_tokens=False)]
+        threads = _encode_threads()
+        total = sum(map(len, texts))
+        if threads == 1 or total < 2 * _THREAD_CHARS:
+            return [fast.encode_ordinary(text) for text in texts]
+        # A text longer than a quarter of a thread's share is cut where the pre-tokenizer splits anyway,
+        # so that one book keeps every thread busy; short ones are left whole, saving the re-joining.
+        size = max(_THREAD_CHARS, total // (4 * threads))
+        pieces = [cut_text(text, size) for text in texts]
+        ids = iter(fast.encode_ordinary_batch([p for cut in pieces for p in cut], num_threads=threads))
+        out = []
+        for cut in pieces:
+            out.append(next(ids))
+            for _ in range(len(cut) - 1):
+                out[-1] += next(ids)
+        return out
+
+    def _tiktoken(self) -> tiktoken.Encoding | None:
+        """tiktoken's encoder for this vocabulary where it gives tokenizers' ids exactly, else None."""
+        if self._fast is _UNBUILT:
+            self._fast = build_encoding(self.hf)
+        return self._fast
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = False) -> str:
         """Text for `ids`; special tokens appear as their strings unless skipped."""
@@ -184,3 +238,28 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, fingerprint={self.fingerprint[:12]})"
+
+
+def _utf8_encodable(text: str) -> bool:
+    """False for text with a lone surrogate (a JSON escape can make one): tiktoken would quietly encode
+    it as U+FFFD, so such text goes to tokenizers, which refuses it, as it always has."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")  # about 1 ms a MB; tiktoken takes 50
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _encode_threads() -> int:
+    """Threads for a batch: 1 where TOKENIZERS_PARALLELISM is off, else RAYON_NUM_THREADS or one per core.
+
+    The variables are read as tokenizers reads them, so both encoders follow the same settings.
+    """
+    if os.environ.get("TOKENIZERS_PARALLELISM", "true").lower() in ("", "off", "false", "f", "no", "n", "0"):
+        return 1
+    threads = os.environ.get("RAYON_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        return int(threads)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
