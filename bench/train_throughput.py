@@ -163,6 +163,7 @@ def worker(args: argparse.Namespace) -> dict:
     model = build_model(args.worker, config).to(device).train()
     optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW, fused=True)
     forward = torch.compile(model) if args.compile else model
+    loss_only = {"return_logits": False} if args.worker == "genpt" else {}  # genpt's training path
     ids = torch.randint(0, config.vocab_size, (args.batch, config.n_ctx), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -173,7 +174,7 @@ def worker(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with autocast:
-            loss = forward(ids, labels=ids).loss
+            loss = forward(ids, labels=ids, **loss_only).loss
         loss.backward()
         optimizer.step()
         sync()  # CUDA kernels run asynchronously; stop the clock only when they are done

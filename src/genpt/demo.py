@@ -74,7 +74,7 @@ def steps_for_budget(config: PretrainConfig, minutes: float) -> int:
     for _ in range(4):
         start = time.perf_counter()
         with autocast_for(device, config.train.dtype):
-            loss = model(ids, labels=ids).loss
+            loss = model(ids, labels=ids, return_logits=False).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

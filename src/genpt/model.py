@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from genpt.config import ModelConfig
+from genpt.dropout import Dropout, apply_mask, keep_mask
+from genpt.lm_loss import IGNORE_INDEX, lm_loss  # IGNORE_INDEX: labels the LM loss skips
 from genpt.onednn import Linear
-
-IGNORE_INDEX = -100  # label value that the LM loss skips (padding, positions with no target)
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -26,6 +26,18 @@ def activation(name: str):
     return {"gelu_exact": F.gelu, "relu": F.relu, "silu": F.silu}[name]
 
 
+def causal_attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
+    """SDPA's math path for dropped attention weights (on the CPU no fused kernel drops them), cheaper:
+    genpt.dropout's masks, the causal mask and 1/sqrt(d) folded into one baddbmm, and the dropout's
+    1/(1-p) applied to the (T, d) output instead of the (T, T) weights."""
+    B, H, T, d = q.shape
+    q3, k3, v3 = (t.reshape(B * H, T, d) for t in (q, k, v))
+    future = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+    weights = torch.baddbmm(future, q3, k3.transpose(1, 2), alpha=d**-0.5).softmax(dim=-1)
+    keep, scale = keep_mask(weights.shape, p)
+    return torch.bmm(apply_mask(weights, keep), v3).mul_(scale).view(B, H, T, d)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -33,7 +45,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = Linear(config.n_embd, 3 * config.n_embd)
         self.c_proj = Linear(config.n_embd, config.n_embd)
         self.attn_pdrop = config.attn_pdrop
-        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.resid_dropout = Dropout(config.resid_pdrop)
 
     def forward(
         self,
@@ -48,18 +60,20 @@ class CausalSelfAttention(nn.Module):
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
-        dropout = self.attn_pdrop if self.training else 0.0
+        p = self.attn_pdrop if self.training else 0.0
         past_len = k.size(2) - T
         if attn_mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        elif past_len == 0 and p > 0 and x.device.type == "cpu" and not torch.compiler.is_compiling():
+            y = causal_attention_with_dropout(q, k, v, p)
         elif past_len == 0:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         elif T == 1:  # one new token sees every key: no mask to build, each step of generation
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         else:
             # New queries sit at the end: query i sees every cached key and the new keys up to itself.
             mask = torch.ones(T, k.size(2), dtype=torch.bool, device=x.device).tril(diagonal=past_len)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y)), (k, v)
 
@@ -70,7 +84,7 @@ class MLP(nn.Module):
         self.c_fc = Linear(config.n_embd, config.inner_dim)
         self.act = activation(config.afn)
         self.c_proj = Linear(config.inner_dim, config.n_embd)
-        self.dropout = nn.Dropout(config.resid_pdrop)
+        self.dropout = Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))
@@ -112,7 +126,7 @@ class GPT(nn.Module):
         self.config = config
         self.tokens_embed = nn.Embedding(config.vocab_size, config.n_embd)
         self.positions_embed = nn.Embedding(config.n_ctx, config.n_embd)
-        self.drop = nn.Dropout(config.embd_pdrop)
+        self.drop = Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.tokens_embed.weight  # tied, as in GPT-1
@@ -170,15 +184,20 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
         use_cache: bool = False,
         return_hidden: bool = False,
+        return_logits: bool = True,
     ) -> GPTOutput:
         """Labels follow Hugging Face's convention: `labels[t]` is the target of position t-1.
 
         With labels, logits are computed only where a prediction is scored, which avoids
-        materialising the (B, T, vocab) tensor for the last position.
+        materialising the (B, T, vocab) tensor for the last position. Training, which needs only the
+        loss, passes `return_logits=False`: the loss then never holds all the logits at once
+        (genpt.lm_loss) and `logits` is None.
         """
         h, present = self.hidden(input_ids, cache)
-        loss = None
-        if labels is not None:
+        loss = logits = None
+        if labels is not None and not return_logits:
+            loss = lm_loss(h[:, :-1], self.lm_head.weight, labels[:, 1:])
+        elif labels is not None:
             logits = self.lm_head(h[:, :-1])
             loss = F.cross_entropy(
                 logits.reshape(-1, logits.size(-1)).float(),
@@ -200,7 +219,7 @@ class TaskHead(nn.Module):
 
     def __init__(self, n_embd: int, n_out: int, pdrop: float = 0.1, std: float = 0.02):
         super().__init__()
-        self.dropout = nn.Dropout(pdrop)
+        self.dropout = Dropout(pdrop)
         self.linear = nn.Linear(n_embd, n_out)
         nn.init.normal_(self.linear.weight, std=std)
         nn.init.zeros_(self.linear.bias)
@@ -242,15 +261,10 @@ class GPTForTask(nn.Module):
             logits = self.head(state).squeeze(-1)
         else:
             logits = self.head(state[:, 0])
-        lm_loss = None
+        lm_loss_value = None
         if lm_labels is not None:
-            lm_logits = self.gpt.lm_head(h[:, :-1])
-            lm_loss = F.cross_entropy(
-                lm_logits.reshape(-1, lm_logits.size(-1)).float(),
-                lm_labels.reshape(B * S, T)[:, 1:].reshape(-1),
-                ignore_index=IGNORE_INDEX,
-            )
-        return TaskOutput(logits, lm_loss)
+            lm_loss_value = lm_loss(h[:, :-1], self.gpt.lm_head.weight, lm_labels.reshape(B * S, T)[:, 1:])
+        return TaskOutput(logits, lm_loss_value)
 
 
 def count_flops_per_token(config: ModelConfig) -> float:

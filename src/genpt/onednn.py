@@ -28,12 +28,12 @@ _AVAILABLE = available()
 
 
 @torch.library.custom_op("genpt::onednn_linear", mutates_args=())
-def _product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """a @ b.T (+ bias) by oneDNN, for any strides. An opaque op, so torch.compile calls it as it is."""
     return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
 
 
-@_product.register_fake
+@product.register_fake
 def _(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     return a.new_empty((*a.shape[:-1], b.size(0)))
 
@@ -43,7 +43,7 @@ class _OneDnnLinear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return _product(x, weight, bias)
+        return product(x, weight, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -51,10 +51,16 @@ class _OneDnnLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = _product(grad, weight.t())
+            grad_x = product(grad, weight.t())
         flat = grad.reshape(-1, grad.size(-1))
         if ctx.needs_input_grad[1]:
-            grad_w = _product(flat.t(), x.reshape(-1, x.size(-1)).t())
+            rows = x.reshape(-1, x.size(-1))
+            # grad_w = grad.T @ x. With more outputs than inputs (the LM head, the MLP's first layer)
+            # oneDNN is faster on (x.T @ grad).T: it copies the narrower operand into its layout.
+            if weight.size(0) >= weight.size(1):
+                grad_w = product(rows.t(), flat.t()).t().contiguous()
+            else:
+                grad_w = product(flat.t(), rows.t())
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = flat.sum(0)
         return grad_x, grad_w, grad_b
@@ -85,4 +91,4 @@ class Linear(torch.nn.Linear):
         return linear(x, self.weight, self.bias)
 
 
-__all__ = ["Linear", "available", "linear"]
+__all__ = ["Linear", "available", "linear", "product"]

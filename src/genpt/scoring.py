@@ -54,7 +54,7 @@ def perplexity(model: GPT, ids: list[int], batch_size: int = 8) -> Perplexity:
     for batch in batches:
         x = torch.tensor(batch, device=device)
         predicted = x.numel() - x.size(0)
-        total += model(x, labels=x).loss.float().item() * predicted
+        total += model(x, labels=x, return_logits=False).loss.float().item() * predicted
         count += predicted
     if count == 0:
         raise ValueError("the text is too short to score (fewer than two tokens)")

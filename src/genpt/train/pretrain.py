@@ -100,7 +100,7 @@ def _pretrain(
         evaluate = validation(val_shards, cfg.micro_batch, n_ctx, cfg.eval_batches)
     task = TrainTask(
         micro_batch=batches.get,
-        loss=lambda model, ids: model(ids, labels=ids).loss,
+        loss=lambda model, ids: model(ids, labels=ids, return_logits=False).loss,
         tokens=lambda ids: ids.numel(),
         evaluate=evaluate,
         checkpoint_config={
@@ -131,7 +131,7 @@ def validation(shards: TokenShards, batch_size: int, n_ctx: int, max_batches: in
 
         def batch_loss(index: int) -> float:
             ids = windows.get(index).to(device)
-            return model(ids, labels=ids).loss.float().item()
+            return model(ids, labels=ids, return_logits=False).loss.float().item()
 
         losses = distributed.map_in_order(batch_loss, n_batches, model)
         loss = sum(losses) / len(losses)

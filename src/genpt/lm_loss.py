@@ -1,0 +1,83 @@
+"""The LM loss through the tied head without the whole (tokens x vocab) logits tensor, for the CPU.
+
+Projecting every position onto the vocabulary and taking the cross-entropy the plain way writes a
+(tokens, vocab) float32 tensor, then reads and writes it again in log_softmax, its backward, the
+zeroed NLL gradient and the head's two gradient products: on the small shape 67 MB, six times a
+step. Here the rows go through in chunks that stay in cache: each chunk's logits give its share of
+the loss and, at once, its gradients (softmax minus one-hot, over the number of scored positions),
+which the backward pass only scales. The products go through genpt.onednn. The loss and gradients
+are those of `F.cross_entropy(h @ weight.T, targets, ignore_index=IGNORE_INDEX)` (mean over the
+scored positions), to float32 rounding; under bfloat16 autocast the products run in bfloat16 and
+the softmax in float32, as autocast does on the plain path. GPUs and torch.compile keep the plain
+path, which Inductor fuses itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from genpt.onednn import available, linear, product
+
+IGNORE_INDEX = -100
+CHUNK_ELEMENTS = 1 << 21  # logits per chunk (8 MB of float32): about what a core's share of cache holds
+
+
+def fused_applies(h: torch.Tensor) -> bool:
+    return h.device.type == "cpu" and available() and not torch.compiler.is_compiling()
+
+
+class _ChunkedLinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        mm_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+        with torch.autocast("cpu", enabled=False):
+            return _forward(ctx, h, weight, targets, mm_dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h.mul_(grad), grad_w.mul_(grad), None
+
+
+def _forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, mm_dtype: torch.dtype):
+    n, vocab = h.size(0), weight.size(0)
+    scored = targets != IGNORE_INDEX
+    count = max(int(scored.sum()), 1)
+    want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+    w = weight.to(mm_dtype)
+    w_t = w.t().contiguous() if want_grad else None  # (n_embd, vocab): the weight of the input-gradient product
+    grad_h = torch.empty(h.shape, dtype=torch.float32) if want_grad else None
+    grad_w_t = torch.zeros(w.size(1), vocab, dtype=torch.float32) if want_grad else None
+    total = torch.zeros((), dtype=torch.float64)
+    rows = max(1, CHUNK_ELEMENTS // vocab)
+    for start in range(0, n, rows):
+        hc = h[start : start + rows].to(mm_dtype)
+        tc, sc = targets[start : start + rows], scored[start : start + rows]
+        logits = product(hc, w).float()
+        lse = torch.logsumexp(logits, dim=-1)
+        safe = tc.clamp_min(0)[:, None]
+        total += ((lse - logits.gather(1, safe).squeeze(1)) * sc).sum(dtype=torch.float64)
+        if not want_grad:
+            continue
+        probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+        probs.scatter_add_(1, safe, -sc[:, None].float())  # minus the one-hot target, on scored rows
+        probs.mul_((sc.float() / count)[:, None])  # rows that score nothing get no gradient
+        g = probs.to(mm_dtype)
+        grad_h[start : start + rows] = product(g, w_t)
+        grad_w_t += product(hc.t(), g.t())
+    if want_grad:
+        ctx.save_for_backward(grad_h.to(h.dtype), grad_w_t.t().contiguous().to(weight.dtype))
+    return (total / count).to(torch.float32)
+
+
+def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of `h @ weight.T` (rows of h: positions) against `targets` (IGNORE_INDEX skipped)."""
+    if fused_applies(h):
+        return _ChunkedLinearCrossEntropy.apply(h.reshape(-1, h.size(-1)), weight, targets.reshape(-1))
+    logits = linear(h, weight)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+__all__ = ["IGNORE_INDEX", "lm_loss"]
