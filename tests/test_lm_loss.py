@@ -12,11 +12,18 @@ from genpt.model import GPT, IGNORE_INDEX
 pytestmark = pytest.mark.skipif(not lm.available(), reason="this PyTorch build has no oneDNN linear op")
 
 
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    """Chunks of one row, so that these small inputs take the chunked path."""
+    monkeypatch.setattr(lm, "MIN_ROWS", 1)
+    monkeypatch.setattr(lm, "CHUNK_ELEMENTS", 1)
+
+
 def plain(h, w, t):
     return F.cross_entropy((h @ w.t()).float(), t, ignore_index=IGNORE_INDEX)
 
 
-@pytest.mark.parametrize("chunk", [1 << 21, 3 * 97])  # one chunk; chunks of 3 rows that don't divide the rows
+@pytest.mark.parametrize("chunk", [1, 7 * 97])  # chunks of 1 row; of 7 rows, which don't divide the 40
 def test_value_and_gradients_match_the_plain_cross_entropy(monkeypatch, chunk):
     monkeypatch.setattr(lm, "CHUNK_ELEMENTS", chunk)
     torch.manual_seed(0)
@@ -25,6 +32,7 @@ def test_value_and_gradients_match_the_plain_cross_entropy(monkeypatch, chunk):
     t = torch.randint(0, 97, (40,))
     t[[3, 17, 39]] = IGNORE_INDEX
     loss = lm.lm_loss(h, w, t)
+    assert "Chunked" in type(loss.grad_fn).__name__
     (2.5 * loss).backward()
     hd, wd = h.detach().double().requires_grad_(), w.detach().double().requires_grad_()
     ref = F.cross_entropy(hd @ wd.t(), t, ignore_index=IGNORE_INDEX)
@@ -44,9 +52,15 @@ def test_under_bfloat16_autocast_it_stays_close_to_the_float32_loss():
     torch.testing.assert_close(loss, plain(h, w, t), rtol=2e-2, atol=2e-2)
 
 
+def test_plain_path_for_logits_that_fit_in_a_few_chunks(monkeypatch):
+    monkeypatch.setattr(lm, "MIN_ROWS", 256)
+    h = torch.randn(511, 8, requires_grad=True)
+    assert not lm.fused_applies(h, 40478) and lm.fused_applies(torch.randn(4096, 8), 40478)
+
+
 def test_all_targets_ignored_gives_zero_not_nan():
-    h, w = torch.randn(4, 8, requires_grad=True), torch.randn(10, 8)
-    loss = lm.lm_loss(h, w, torch.full((4,), IGNORE_INDEX))
+    h, w = torch.randn(8, 8, requires_grad=True), torch.randn(10, 8)
+    loss = lm.lm_loss(h, w, torch.full((8,), IGNORE_INDEX))
     loss.backward()
     assert loss.item() == 0.0 and torch.all(h.grad == 0)
 
