@@ -22,10 +22,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from importlib.metadata import version
+
+from workers import cpu_name, run_worker
 
 SHAPE = dict(n_layer=6, n_embd=384, n_head=6, n_ctx=256, vocab_size=8192)
 IMPLEMENTATIONS = ("genpt", "genpt-ragged", "hf-openai-gpt", "hf-gpt2")
@@ -157,21 +158,7 @@ def worker(args: argparse.Namespace) -> dict:
 
 def run_once(impl: str, batch: int, argv: list[str], check: bool) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), *argv, "--worker", impl, "--batch", str(batch)]
-    done = subprocess.run(cmd + (["--check"] if check else []), capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"{impl} worker failed (exit {done.returncode}):\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return run_worker(cmd + (["--check"] if check else []), impl)
 
 
 def first_difference(a: list[list[int]], b: list[list[int]]) -> str:

@@ -30,6 +30,8 @@ import sys
 import time
 from importlib.metadata import version
 
+from workers import cpu_name, run_worker, src_path_env
+
 # name: (n_layer, n_embd, n_head, n_ctx, vocab_size, batch)
 SHAPES = {
     "tiny": (2, 64, 2, 64, 512, 8),
@@ -197,25 +199,7 @@ def python_for(impl: str) -> str | None:
 
 
 def run_once(impl: str, argv: list[str], python: str = sys.executable) -> dict:
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.path.join(root, "src"),
-                                                                     os.environ.get("PYTHONPATH")]))}
-    cmd = [python, os.path.abspath(__file__), *argv, "--worker", impl]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        sys.exit(f"{impl} worker failed (exit {done.returncode}):\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return run_worker([python, os.path.abspath(__file__), *argv, "--worker", impl], impl, env=src_path_env())
 
 
 def main(argv: list[str] | None = None) -> None:
