@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", "-t", required=True, help="tokenizer.json")
     p.add_argument("--output", "-o", required=True, help="folder for the shards")
     p.add_argument("--val-fraction", type=float, default=0.01, help="share of documents held out")
-    p.add_argument("--workers", type=int, default=0, help="encoding processes (0: one per core)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="encoding processes (0: choose; in-process on all cores below 1 GB when tiktoken applies)")
     p.add_argument("--text-field", default="text", help="field holding the text in .jsonl files")
     p.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard file")
     p.add_argument("--seed", type=int, default=1234)

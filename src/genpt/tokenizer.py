@@ -194,6 +194,11 @@ class Tokenizer:
                 out[-1] += next(ids)
         return out
 
+    @property
+    def encodes_in_threads(self) -> bool:
+        """Whether encode_batch runs on tiktoken, which uses every core from one process."""
+        return self._tiktoken() is not None
+
     def _tiktoken(self) -> tiktoken.Encoding | None:
         """tiktoken's encoder for this vocabulary where it gives tokenizers' ids exactly, else None."""
         if self._fast is _UNBUILT:
