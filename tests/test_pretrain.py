@@ -102,3 +102,16 @@ def test_bad_set_key_is_one_line_exit_2(tmp_path):
         "genpt: error: unknown setting 'model.n_layers'; known: " + result.stderr.split("known: ")[1].strip()
     )
     assert not (tmp_path / "x").exists()
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(shards, tmp_path):
+    """`genpt score ... | head`: the closed pipe ends the command without a traceback (exit 141, like Unix tools)."""
+    run = tmp_path / "run"
+    assert genpt("pretrain", "--shards", str(shards), *SMALL, "--max-steps", "2", "-o", str(run)).returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "genpt", "score", str(run), "--text", "to be or not " * 3000,
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout.read(10)  # far less than the ~1 MB of JSON, which cannot all fit in the pipe
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -355,4 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genpt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`genpt score ... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141
     return 0
