@@ -29,6 +29,8 @@ run() {  # run NAME CMD...: log to OUT/NAME.log, keep going if it fails
 
 run throughput_genpt $python bench/train_throughput.py --shape gpt1 --batch 32 --dtype bfloat16 --device cuda \
     --compile --impls genpt --steps 30 --warmup 8 --save "$out/throughput_genpt.json"
+run throughput_genpt_padded $python bench/train_throughput.py --shape gpt1 --batch 32 --vocab 40512 \
+    --dtype bfloat16 --device cuda --compile --impls genpt --steps 20 --warmup 6 --save "$out/throughput_genpt_padded.json"
 run throughput_hf $python bench/train_throughput.py --shape gpt1 --batch 32 --dtype bfloat16 --device cuda \
     --impls hf --steps 20 --warmup 5 --save "$out/throughput_hf.json"
 

@@ -33,8 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=100.0, help="training-time budget the schedule spans")
     p.add_argument("--tokens-per-s", type=float, required=True,
                    help="expected training throughput; sets the step count that fills the budget")
-    p.add_argument("--lr", type=float, default=6e-4)
-    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--lr", type=float, default=4e-4, help="6e-4 collapsed to the unigram plateau on an H200")
+    p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--beta2", type=float, default=0.95)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--eval-interval", type=int, default=100)
