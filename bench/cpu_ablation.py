@@ -26,7 +26,7 @@ from genpt.config import ModelConfig
 from genpt.model import GPT, param_groups
 
 FAST = {
-    "linear": genpt.onednn._AVAILABLE,
+    "linear": genpt.onednn.ENABLED,
     "dropout": genpt.dropout.dropout,
     "attention": genpt.model.causal_attention_with_dropout,
     "lm_loss": genpt.lm_loss.fused_applies,
@@ -43,7 +43,7 @@ NAMES = {"fused AdamW": "+ fused AdamW", "linear": "+ oneDNN float32 linear", "d
 
 
 def switch(on: set[str]) -> None:
-    genpt.onednn._AVAILABLE = FAST["linear"] if "linear" in on else PLAIN["linear"]
+    genpt.onednn.ENABLED = FAST["linear"] if "linear" in on else PLAIN["linear"]
     genpt.dropout.dropout = FAST["dropout"] if "dropout" in on else PLAIN["dropout"]
     genpt.model.causal_attention_with_dropout = FAST["attention"] if "attention" in on else PLAIN["attention"]
     genpt.lm_loss.fused_applies = FAST["lm_loss"] if "lm_loss" in on else PLAIN["lm_loss"]

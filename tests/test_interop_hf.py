@@ -1,6 +1,8 @@
 """Hugging Face OpenAIGPT folders into genpt and back, checked with transformers' own classes and tokenizer."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -207,11 +209,7 @@ def test_finetune_init_accepts_an_hf_folder_and_converts_it_once(hf_folder, tmp_
 @pytest.fixture
 def broken(hf_folder, tmp_path):
     _, folder = hf_folder
-    copy = tmp_path / "broken"
-    copy.mkdir()
-    for f in folder.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
-    return copy
+    return Path(shutil.copytree(folder, tmp_path / "broken"))
 
 
 def convert_cli(folder, out, capsys) -> tuple[int, str]:

@@ -2,6 +2,8 @@
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,11 +134,7 @@ def test_real_shapes_are_read_as_gpt1(tmp_path):
 def broken(release, tmp_path):
     """A fresh copy of the release folder to damage."""
     _, folder = release
-    copy = tmp_path / "broken"
-    copy.mkdir()
-    for f in folder.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
-    return copy
+    return Path(shutil.copytree(folder, tmp_path / "broken"))
 
 
 def convert_cli(folder, out, capsys) -> tuple[int, str]:

@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from genpt import lm_loss as lm
+from genpt import onednn
 from genpt.config import ModelConfig
 from genpt.model import GPT, IGNORE_INDEX
 
-pytestmark = pytest.mark.skipif(not lm.available(), reason="this PyTorch build has no oneDNN linear op")
+pytestmark = pytest.mark.skipif(not onednn.available(), reason="this PyTorch build has no oneDNN linear op")
 
 
 @pytest.fixture(autouse=True)

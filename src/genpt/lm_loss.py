@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genpt.onednn import available, linear, product
+from genpt import onednn
+from genpt.onednn import linear, product
 
 IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 1 << 21  # logits per chunk (8 MB of float32): about what a core's share of cache holds
@@ -32,7 +33,7 @@ def fused_applies(h: torch.Tensor, vocab: int) -> bool:
     """On the CPU, when the logits span several chunks: with one or two, the plain path's fewer
     products win (GPT-1's shape at batch 1: 511 rows of 40,478 logits, 10% faster plain)."""
     rows = h.numel() // h.size(-1)
-    return (h.device.type == "cpu" and available() and not torch.compiler.is_compiling()
+    return (h.device.type == "cpu" and onednn.ENABLED and not torch.compiler.is_compiling()
             and rows > 4 * rows_per_chunk(vocab))
 
 

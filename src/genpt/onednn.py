@@ -24,7 +24,7 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-_AVAILABLE = available()
+ENABLED = available()  # read once: `linear` checks it on every call
 
 
 @torch.library.custom_op("genpt::onednn_linear", mutates_args=())
@@ -68,7 +68,7 @@ class _OneDnnLinear(torch.autograd.Function):
 
 def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
-        _AVAILABLE
+        ENABLED
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
