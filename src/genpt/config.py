@@ -30,13 +30,20 @@ class ModelConfig:
     resid_pdrop: float = 0.1
     layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
+    # Embedding rows rounded up to a multiple of this (64 suits GPU matrix units; GPT-1's 40,478 ids
+    # become 40,512). The extra rows are never predicted: the logits stop at vocab_size.
+    pad_vocab_multiple: int = 1
 
     @property
     def inner_dim(self) -> int:
         return self.n_inner or 4 * self.n_embd
 
+    @property
+    def padded_vocab_size(self) -> int:
+        return -(-self.vocab_size // self.pad_vocab_multiple) * self.pad_vocab_multiple
+
     def validate(self) -> None:
-        _positive(self, "vocab_size", "n_ctx", "n_embd", "n_layer", "n_head")
+        _positive(self, "vocab_size", "n_ctx", "n_embd", "n_layer", "n_head", "pad_vocab_multiple")
         if self.n_embd % self.n_head:
             raise GenptError(
                 f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})"
@@ -64,6 +71,8 @@ class TrainConfig:
     max_steps: int = 100_000
     max_minutes: float = 0.0  # 0 means no time limit
     weight_decay: float = 0.01  # GPT-1's "modified L2" on matrices only
+    optimizer: str = "adamw"  # adamw (GPT-1) | muon (Muon on the blocks' matrices, AdamW on the rest)
+    muon_momentum: float = 0.95
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
@@ -104,6 +113,12 @@ class TrainConfig:
         if self.dtype not in ("float32", "bfloat16"):
             raise GenptError(f"train.dtype must be float32 or bfloat16, got {self.dtype!r}")
         _check_distributed(self, "train.")
+        if self.optimizer not in ("adamw", "muon"):
+            raise GenptError(f"train.optimizer must be adamw or muon, got {self.optimizer!r}")
+        if self.optimizer == "muon" and self.strategy == "fsdp":
+            raise GenptError("train.optimizer=muon needs whole matrices: use train.strategy=ddp, not fsdp")
+        if not 0.0 <= self.muon_momentum < 1.0:
+            raise GenptError(f"train.muon_momentum must be in [0, 1), got {self.muon_momentum}")
         for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr"):
             if getattr(self, name) < 0:
                 raise GenptError(f"train.{name} must not be negative, got {getattr(self, name)}")

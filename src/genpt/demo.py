@@ -23,7 +23,8 @@ from genpt.generate import generate
 from genpt.model import GPT
 from genpt.tokenizer import Tokenizer
 from genpt.train.checkpoint import load
-from genpt.train.loop import autocast_for, make_optimizer, resolve_device
+from genpt.train.loop import autocast_for, resolve_device
+from genpt.train.optimizers import make_optimizer
 from genpt.train.pretrain import pretrain, resume_config, validation
 
 log = logging.getLogger("genpt")

@@ -113,7 +113,7 @@ def generate(
                                     attn_mask=valid[:, None, None, :end])
         else:
             h, cache = model.hidden(tokens[:, end - 1:end], cache)
-        logits = model.lm_head(h[:, -1]).float()
+        logits = model.logits(h[:, -1]).float()
         if temperature <= 0:
             token = logits.argmax(dim=-1)
         else:

@@ -84,12 +84,22 @@ def _forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
     return (total / count).to(torch.float32)
 
 
-def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of `h @ weight.T` (rows of h: positions) against `targets` (IGNORE_INDEX skipped)."""
-    if fused_applies(h, weight.size(0)):
-        return _ChunkedLinearCrossEntropy.apply(h.reshape(-1, h.size(-1)), weight, targets.reshape(-1))
-    logits = linear(h, weight)
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int | None = None) -> torch.Tensor:
+    """Mean cross-entropy of `h @ weight.T` (rows of h: positions) against `targets` (IGNORE_INDEX skipped).
+
+    Rows of `weight` from `vocab` on are padding (ModelConfig.pad_vocab_multiple): they take part in the
+    product, whose shape they are there to round, but never in the softmax.
+    """
+    vocab = vocab or weight.size(0)
+    if fused_applies(h, vocab):  # chunks this size gain nothing from the padding: it is left out
+        return _ChunkedLinearCrossEntropy.apply(h.reshape(-1, h.size(-1)), weight[:vocab], targets.reshape(-1))
+    return cross_entropy(linear(h, weight), targets, vocab)
 
 
-__all__ = ["IGNORE_INDEX", "lm_loss"]
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Mean cross-entropy over the first `vocab` logits, in float32, skipping IGNORE_INDEX targets."""
+    logits = logits[..., :vocab] if logits.size(-1) > vocab else logits
+    return F.cross_entropy(logits.reshape(-1, vocab).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+__all__ = ["IGNORE_INDEX", "cross_entropy", "lm_loss"]

@@ -13,7 +13,7 @@ from torch import nn
 
 from genpt.config import ModelConfig
 from genpt.dropout import Dropout, apply_mask, keep_mask
-from genpt.lm_loss import IGNORE_INDEX, lm_loss  # IGNORE_INDEX: labels the LM loss skips
+from genpt.lm_loss import IGNORE_INDEX, cross_entropy, lm_loss  # IGNORE_INDEX: labels the LM loss skips
 from genpt.onednn import Linear
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
@@ -124,13 +124,15 @@ class GPT(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.tokens_embed = nn.Embedding(config.vocab_size, config.n_embd)
+        self.tokens_embed = nn.Embedding(config.padded_vocab_size, config.n_embd)
         self.positions_embed = nn.Embedding(config.n_ctx, config.n_embd)
         self.drop = Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.padded_vocab_size, bias=False)
         self.lm_head.weight = self.tokens_embed.weight  # tied, as in GPT-1
         self.apply(self._init_weights)
+        with torch.no_grad():  # padding rows: no id embeds to them and no logit reads them
+            self.tokens_embed.weight[config.vocab_size :].zero_()
 
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-1: every weight matrix and embedding ~ N(0, 0.02), biases zero, LayerNorm identity."""
@@ -176,6 +178,10 @@ class GPT(nn.Module):
             present.append(kv)
         return x, present
 
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The tied head's scores of hidden states `h` over the vocabulary (padding rows left out)."""
+        return self.lm_head(h)[..., : self.config.vocab_size]
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -195,17 +201,15 @@ class GPT(nn.Module):
         """
         h, present = self.hidden(input_ids, cache)
         loss = logits = None
+        vocab = self.config.vocab_size
         if labels is not None and not return_logits:
-            loss = lm_loss(h[:, :-1], self.lm_head.weight, labels[:, 1:])
+            loss = lm_loss(h[:, :-1], self.lm_head.weight, labels[:, 1:], vocab)
         elif labels is not None:
             logits = self.lm_head(h[:, :-1])
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)).float(),
-                labels[:, 1:].reshape(-1),
-                ignore_index=IGNORE_INDEX,
-            )
+            loss = cross_entropy(logits, labels[:, 1:], vocab)
+            logits = logits[..., :vocab]
         else:
-            logits = self.lm_head(h)
+            logits = self.logits(h)
         return GPTOutput(
             logits=logits,
             loss=loss,
@@ -263,7 +267,8 @@ class GPTForTask(nn.Module):
             logits = self.head(state[:, 0])
         lm_loss_value = None
         if lm_labels is not None:
-            lm_loss_value = lm_loss(h[:, :-1], self.gpt.lm_head.weight, lm_labels.reshape(B * S, T)[:, 1:])
+            lm_loss_value = lm_loss(h[:, :-1], self.gpt.lm_head.weight, lm_labels.reshape(B * S, T)[:, 1:],
+                                    self.gpt.config.vocab_size)
         return TaskOutput(logits, lm_loss_value)
 
 
@@ -272,7 +277,7 @@ def count_flops_per_token(config: ModelConfig) -> float:
     plus 12 x layers x context x width for the attention scores and their use, the convention of the
     PaLM paper's appendix B and nanoGPT's MFU, so figures compare with theirs."""
     n = config.n_layer * (4 * config.n_embd**2 + 2 * config.n_embd * config.inner_dim)
-    n += config.vocab_size * config.n_embd
+    n += config.padded_vocab_size * config.n_embd
     return 6 * n + 12 * config.n_layer * config.n_ctx * config.n_embd
 
 

@@ -36,7 +36,7 @@ class Converted:
     """A model on its way between formats, in genpt's names and layouts (`nn.Linear` weights are (out, in))."""
 
     config: ModelConfig
-    state: dict[str, torch.Tensor]  # a genpt GPT's tensors; the tied LM head is not among them
+    state: dict[str, torch.Tensor]  # a genpt GPT's tensors; no tied LM head, no vocabulary padding rows
     tokenizer: Any  # genpt.tokenizer.Tokenizer or genpt.gpt1_tokenizer.GPT1Tokenizer
     task: dict | None = None  # a fine-tuned model's TaskSpec.to_dict()
     head: dict | None = None  # its config.json "head" section: n_out, max_len, clf_pdrop
@@ -53,6 +53,21 @@ def append_rows(weight: torch.Tensor, rows: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     new = torch.randn(extra, weight.size(1), generator=generator) * 0.02
     return torch.cat([weight.float(), new.to(weight.device)])
+
+
+def unpadded(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The state without the embedding's padding rows (ModelConfig.pad_vocab_multiple), which no format
+    but genpt's own knows of."""
+    return {**state, "tokens_embed.weight": state["tokens_embed.weight"][: config.vocab_size]}
+
+
+def padded(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The state with the zero padding rows a genpt model of `config` has."""
+    weight = state["tokens_embed.weight"]
+    extra = config.padded_vocab_size - weight.size(0)
+    if extra <= 0:
+        return state
+    return {**state, "tokens_embed.weight": torch.cat([weight, weight.new_zeros(extra, weight.size(1))])}
 
 
 def cut_positions(state: dict[str, torch.Tensor], config: ModelConfig, n_ctx: int | None, where: Path) -> None:
@@ -125,11 +140,11 @@ def read_genpt(path: str | Path) -> Converted:
         model = GPT(config)
         load_weights(model, checkpoint)  # checks names and shapes, naming the file
         state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
-        return Converted(config, state, tokenizer, source=f"genpt:{checkpoint}")
+        return Converted(config, unpadded(state, config), tokenizer, source=f"genpt:{checkpoint}")
     model = GPTForTask(config, data["task"]["transform"], data["head"]["n_out"])
     load_weights(model, checkpoint)
-    state = {k.removeprefix("gpt."): v for k, v in model.state_dict().items()
-             if k.startswith("gpt.") and k != "gpt.lm_head.weight"}
+    state = unpadded({k.removeprefix("gpt."): v for k, v in model.state_dict().items()
+                      if k.startswith("gpt.") and k != "gpt.lm_head.weight"}, config)
     head_state = {k.removeprefix("head."): v for k, v in model.state_dict().items() if k.startswith("head.")}
     return Converted(config, state, tokenizer, task=data["task"], head=data["head"], head_state=head_state,
                      source=f"genpt:{checkpoint}")
@@ -149,13 +164,13 @@ def write_genpt(converted: Converted, output: str | Path) -> Path:
     config.validate()
     if converted.tokenizer.vocab_size != config.vocab_size:
         raise GenptError(f"the tokenizer has {converted.tokenizer.vocab_size} ids, the model {config.vocab_size}")
+    state = padded(converted.state, config)
     with torch.device("meta"):  # no time spent initialising weights that are replaced next
         if converted.task is None:
             model = GPT(config)
-            state = converted.state
         else:
             model = GPTForTask(config, converted.task["transform"], converted.head["n_out"])
-            state = {**{f"gpt.{k}": v for k, v in converted.state.items()},
+            state = {**{f"gpt.{k}": v for k, v in state.items()},
                      **{f"head.{k}": v for k, v in converted.head_state.items()}}
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if unexpected or any(not k.endswith("lm_head.weight") for k in missing):

@@ -28,10 +28,10 @@ from torch import nn
 
 from genpt.config import TrainConfig
 from genpt.errors import GenptError
-from genpt.model import param_groups
 from genpt.train import checkpoint as ckpt
 from genpt.train import distributed
 from genpt.train.metrics_log import MetricsLog
+from genpt.train.optimizers import make_optimizer
 from genpt.train.schedule import learning_rate
 
 log = logging.getLogger("genpt")
@@ -79,17 +79,6 @@ def autocast_for(device: torch.device, dtype: str):
     if dtype == "bfloat16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with decoupled weight decay on matrices only (GPT-1's modified L2 with vector_l2 off)."""
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        eps=cfg.eps,
-        fused=device.type in ("cuda", "cpu"),  # one kernel per step instead of ~10 per tensor
-    )
 
 
 class _Progress:

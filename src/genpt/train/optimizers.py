@@ -1,0 +1,109 @@
+"""The optimizers a run can choose (`train.optimizer`): GPT-1's AdamW, or Muon for the blocks' matrices.
+
+Muon (Jordan et al., 2024) orthogonalises each matrix's momentum before the step, which trains
+Transformer matrices in fewer tokens than AdamW. It is defined for 2-D hidden matrices only, so the
+embeddings (tied to the LM head), positions, biases, LayerNorm gains and any task head stay on AdamW.
+Both halves follow the same learning rate: Muon's step is rescaled to AdamW's RMS (Moonshot's
+`match_rms_adamw`, "Muon is Scalable for LLM Training"), so a rate tuned for AdamW carries over.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from genpt.config import TrainConfig
+from genpt.model import param_groups
+
+OPTIMIZERS = ("adamw", "muon")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer | MuonWithAdamW:
+    """The optimizer `cfg.optimizer` names, over every trainable parameter of `model`."""
+    if cfg.optimizer == "muon":
+        return MuonWithAdamW(model, cfg, device)
+    return adamw(param_groups(model, cfg.weight_decay), cfg, device)
+
+
+def adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on matrices only (GPT-1's modified L2 with vector_l2 off)."""
+    return torch.optim.AdamW(
+        groups,
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
+        fused=device.type in ("cuda", "cpu"),  # one kernel per step instead of ~10 per tensor
+    )
+
+
+def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
+    """The 2-D weights inside the Transformer blocks (`h.N.`), the ones Muon is made for."""
+    found: dict[int, nn.Parameter] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad and p.dim() == 2 and "h" in name.split(".")[:-2]:
+            found[id(p)] = p
+    return list(found.values())
+
+
+class MuonWithAdamW:
+    """Muon on the blocks' matrices and AdamW on the rest, with the interface of one `torch.optim` optimizer.
+
+    `param_groups` lists both halves' groups (Muon's first), so setting each group's "lr" schedules
+    both; `state_dict` numbers parameters in that same order, the layout the checkpoint code expects.
+    """
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device):
+        matrices = hidden_matrices(model)
+        if not matrices:
+            raise ValueError("train.optimizer=muon: the model has no Transformer block matrices")
+        taken = {id(p) for p in matrices}
+        rest = [p for p in {id(p): p for p in model.parameters() if p.requires_grad}.values() if id(p) not in taken]
+        decay = [p for p in rest if p.dim() >= 2]
+        no_decay = [p for p in rest if p.dim() < 2]
+        self.muon = torch.optim.Muon(matrices, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum,
+                                     adjust_lr_fn="match_rms_adamw")
+        self.adamw = adamw([{"params": decay, "weight_decay": cfg.weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}], cfg, device)
+        self.parts = (self.muon, self.adamw)
+        self.param_groups = [g for part in self.parts for g in part.param_groups]
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        if closure is not None:
+            raise ValueError("MuonWithAdamW takes no closure")
+        for part in self.parts:
+            part.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        """One state dict in `torch.optim`'s layout: parameters numbered across both parts in order."""
+        state: dict[int, Any] = {}
+        groups: list[dict[str, Any]] = []
+        offset = 0
+        for part in self.parts:
+            sd = part.state_dict()
+            state.update({offset + int(i): s for i, s in sd["state"].items()})
+            groups += [{**g, "params": [offset + int(i) for i in g["params"]]} for g in sd["param_groups"]]
+            offset += sum(len(g["params"]) for g in part.param_groups)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"optimizer state has {len(groups)} parameter groups, Muon with AdamW has "
+                             f"{len(self.param_groups)}: was it saved by another train.optimizer?")
+        offset, start = 0, 0
+        for part in self.parts:
+            mine = groups[start:start + len(part.param_groups)]
+            start += len(part.param_groups)
+            ids = {int(i) for g in mine for i in g["params"]}
+            part.load_state_dict({
+                "state": {int(i) - offset: s for i, s in state_dict["state"].items() if int(i) in ids},
+                "param_groups": [{**g, "params": [int(i) - offset for i in g["params"]]} for g in mine],
+            })
+            offset += len(ids)
