@@ -6,40 +6,60 @@
 #
 # SHARDS: a prepared 16,384-id Gutenberg shards folder (`genpt tokenizer train` + `genpt prepare
 # --strip-gutenberg`, books held out in val) for the time-to-quality run. OUT (default runs/gpu)
-# receives the JSON and logs. Takes about 6 minutes: the matmul ceiling, GPT-1-shape training
-# throughput (genpt compiled and Hugging Face eager, bf16, batch 32 x 512), then genpt's own loop
-# for 100 s of training against the anchor's validation-loss curve.
+# receives the JSON and logs. About 8 minutes, most telling first, each step under a time limit so
+# that one that hangs cannot eat the rest:
+#   1. genpt's GPT-1-shape training throughput (compiled, bf16, batch 32 x 512, vocabulary padded to a
+#      multiple of 64 and never predicted), without dropout, with the matmul ceiling of the same run;
+#   2. time to quality: genpt's own loop for 100 s of training (TTQ_ARGS, default the recipe that won
+#      the CPU proxy study in docs/performance.md) against the anchor's validation-loss curve;
+#   3. the same throughput with GPT-1's dropout 0.1, and Hugging Face eager beside it;
+#   4. CUDA graphs (torch.compile mode reduce-overhead), when time is left.
+# A smoke test of the script itself on the CPU, in a few minutes:
+#   PYTHON=.venv/bin/python DEVICE=cpu SHAPE=tiny TTQ_ARGS="--seconds 20 --set model.n_layer=2 --set model.n_embd=64 ..." bench/gpu.sh SHARDS
 set -uo pipefail
 cd "$(dirname "$0")/.."
 shards="${1:?usage: bench/gpu.sh SHARDS [OUT]}"
 out="${2:-runs/gpu}"
+ttq_args="${TTQ_ARGS:---optimizer muon --lr 1e-3 --dropout 0 --warmup 300}"
+device="${DEVICE:-cuda}"
+shape="${SHAPE:-gpt1}"
 mkdir -p "$out"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-python=python3
+python="${PYTHON:-python3}"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 $python -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
     | tee -a "$out/gpu.txt"
 
-run() {  # run NAME CMD...: log to OUT/NAME.log, keep going if it fails
-    local name="$1"; shift
-    echo "== $name: $*"
-    "$@" > >(tee "$out/$name.log") 2>&1 || echo "!! $name failed (exit $?)"
+run() {  # run NAME SECONDS CMD...: log to OUT/NAME.log, stop it after SECONDS, keep going if it fails
+    local name="$1" limit="$2"; shift 2
+    echo "== $name (limit ${limit} s): $*"
+    timeout --kill-after=10 "$limit" "$@" > >(tee "$out/$name.log") 2>&1 || echo "!! $name failed (exit $?)"
+}
+throughput() {  # throughput NAME SECONDS ARGS...: GPT-1 shape, bf16, batch 32, on the GPU
+    local name="$1" limit="$2"; shift 2
+    run "$name" "$limit" $python bench/train_throughput.py --shape "$shape" --batch 32 --dtype bfloat16 --device "$device" \
+        "$@" --save "$out/$name.json"
+}
+tokens_per_s() {
+    $python -c "import json,sys; print(json.load(open(sys.argv[1]))['results']['genpt']['tokens_per_s'])" "$1" \
+        2>/dev/null || echo 550000
 }
 
-run throughput_genpt $python bench/train_throughput.py --shape gpt1 --batch 32 --dtype bfloat16 --device cuda \
-    --compile --impls genpt --steps 30 --warmup 8 --save "$out/throughput_genpt.json"
-run throughput_genpt_padded $python bench/train_throughput.py --shape gpt1 --batch 32 --vocab 40512 \
-    --dtype bfloat16 --device cuda --compile --impls genpt --steps 20 --warmup 6 --save "$out/throughput_genpt_padded.json"
-run throughput_hf $python bench/train_throughput.py --shape gpt1 --batch 32 --dtype bfloat16 --device cuda \
-    --impls hf --steps 20 --warmup 5 --save "$out/throughput_hf.json"
+throughput throughput_genpt_nodrop 150 --compile --impls genpt --pad-vocab 64 --dropout 0 --steps 30 --warmup 8
 
 # Fill the time budget: the step count comes from the measured throughput (16k vocabulary: a little faster).
-tps=$($python -c "import json,sys; print(json.load(open(sys.argv[1]))['results']['genpt']['tokens_per_s'])" \
-    "$out/throughput_genpt.json" 2>/dev/null || echo 550000)
+tps=$(tokens_per_s "$out/throughput_genpt_nodrop.json")
 echo "genpt GPT-1-shape throughput: $tps tok/s"
 rm -rf "$out/ttq"
-run time_to_quality $python bench/time_to_quality.py --shards "$shards" --seconds 100 --tokens-per-s "$tps" -o "$out/ttq"
+# shellcheck disable=SC2086  # TTQ_ARGS is a list of options
+run time_to_quality 240 $python bench/time_to_quality.py --shards "$shards" --seconds 100 --tokens-per-s "$tps" \
+    --set "train.device=$device" $ttq_args -o "$out/ttq"
 cp "$out/ttq/metrics.jsonl" "$out/ttq_metrics.jsonl" 2>/dev/null
 cp "$out/ttq/time_to_quality.json" "$out/ttq_summary.json" 2>/dev/null
 rm -rf "$out/ttq"  # the checkpoint is large; the metrics are kept
+
+throughput throughput_genpt 120 --compile --impls genpt --pad-vocab 64 --steps 20 --warmup 6
+throughput throughput_hf 90 --impls hf --steps 20 --warmup 5
+throughput throughput_genpt_graphs 120 --compile --compile-mode reduce-overhead --impls genpt --pad-vocab 64 \
+    --dropout 0 --steps 30 --warmup 8

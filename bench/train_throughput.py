@@ -50,6 +50,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shape", choices=SHAPES, default="small")
     p.add_argument("--batch", type=int, default=0, help="sequences per step (default: the shape's)")
     p.add_argument("--vocab", type=int, default=0, help="vocabulary size (default: the shape's; e.g. padded)")
+    p.add_argument("--pad-vocab", type=int, default=1, metavar="M",
+                   help="genpt's model.pad_vocab_multiple: rows rounded up to a multiple of M, never predicted")
+    p.add_argument("--dropout", type=float, default=0.1, help="embedding, attention and residual dropout "
+                   "(GPT-1: 0.1; litgpt has none)")
     p.add_argument("--steps", type=int, default=10, help="measured steps per run")
     p.add_argument("--warmup", type=int, default=3, help="unmeasured steps before timing")
     p.add_argument("--repeats", type=int, default=1, help="subprocess runs per implementation")
@@ -59,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch.set_num_threads (default: all cores available to this process)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--compile", action="store_true", help="torch.compile every implementation's model")
+    p.add_argument("--compile-mode", default="default",
+                   help="torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune | ...")
     p.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
                    help="comma-separated implementations to run (default: all; litgpt is skipped if missing)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -75,7 +81,9 @@ def model_config(args: argparse.Namespace):
 
     n_layer, n_embd, n_head, n_ctx, vocab_size, _ = SHAPES[args.shape]
     vocab_size = args.vocab or vocab_size
-    return ModelConfig(vocab_size=vocab_size, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, n_head=n_head)
+    return ModelConfig(vocab_size=vocab_size, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                       embd_pdrop=args.dropout, attn_pdrop=args.dropout, resid_pdrop=args.dropout,
+                       pad_vocab_multiple=args.pad_vocab)
 
 
 def build_model(impl: str, config):
@@ -164,7 +172,7 @@ def worker(args: argparse.Namespace) -> dict:
     config = model_config(args)
     model = build_model(args.worker, config).to(device).train()
     optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW, fused=True)
-    forward = torch.compile(model) if args.compile else model
+    forward = torch.compile(model, mode=args.compile_mode) if args.compile else model
     loss_only = {"return_logits": False} if args.worker == "genpt" else {}  # genpt's training path
     ids = torch.randint(0, config.vocab_size, (args.batch, config.n_ctx), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
@@ -257,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"shape": args.shape, "n_layer": config.n_layer, "n_embd": config.n_embd,
                 "n_head": config.n_head, "n_ctx": config.n_ctx, "vocab_size": config.vocab_size,
                 "batch": args.batch, "dtype": args.dtype, "threads": args.threads, "steps": args.steps,
-                "warmup": args.warmup, "repeats": args.repeats, "flops_per_token": flops, "compile": args.compile}
+                "warmup": args.warmup, "repeats": args.repeats, "flops_per_token": flops, "compile": args.compile,
+                "compile_mode": args.compile_mode, "pad_vocab_multiple": args.pad_vocab, "dropout": args.dropout}
     report = {"env": env, "settings": settings, "ceiling": peak, "results": summary, "ratios": ratio}
     if args.save:
         with open(args.save, "w") as f:
@@ -276,7 +285,10 @@ def print_report(env: dict, settings: dict, peak: dict, summary: dict, ratio: di
           + f"; {e['cores']} cores, 1-min load average {e['load_before']:.1f} before, {e['load_after']:.1f} after")
     print(f"shape {s['shape']}: {s['n_layer']} layers, {s['n_embd']} wide, {s['n_head']} heads, "
           f"context {s['n_ctx']}, vocab {s['vocab_size']}; batch {s['batch']}, {s['dtype']}, "
-          f"{s['threads']} threads" + (", torch.compile" if s["compile"] else ", eager"))
+          f"{s['threads']} threads, dropout {s.get('dropout', 0.1):g}"
+          + (f", genpt's rows padded to a multiple of {s['pad_vocab_multiple']}" if s.get("pad_vocab_multiple", 1) > 1
+             else "")
+          + (f", torch.compile ({s.get('compile_mode', 'default')})" if s["compile"] else ", eager"))
     print(f"median of {s['steps']} steps after {s['warmup']} warm-up, median over {s['repeats']} run(s); "
           f"{s['flops_per_token'] / 1e6:.1f} MFLOP/token")
     paths = ", ".join(f"{k} {v:,.0f}" for k, v in peak["paths"].items())

@@ -277,7 +277,7 @@ def count_flops_per_token(config: ModelConfig) -> float:
     plus 12 x layers x context x width for the attention scores and their use, the convention of the
     PaLM paper's appendix B and nanoGPT's MFU, so figures compare with theirs."""
     n = config.n_layer * (4 * config.n_embd**2 + 2 * config.n_embd * config.inner_dim)
-    n += config.padded_vocab_size * config.n_embd
+    n += config.vocab_size * config.n_embd  # useful work: a padded vocabulary's extra rows are not counted
     return 6 * n + 12 * config.n_layer * config.n_ctx * config.n_embd
 
 
