@@ -13,7 +13,8 @@
 #   2. time to quality: genpt's own loop for 100 s of training (TTQ_ARGS, default the recipe that won
 #      the CPU proxy study in docs/performance.md) against the anchor's validation-loss curve;
 #   3. the same throughput with GPT-1's dropout 0.1, and Hugging Face eager beside it;
-#   4. CUDA graphs (torch.compile mode reduce-overhead), when time is left.
+#   4. where the step's device time goes (bench/profile_step.py), then CUDA graphs (torch.compile mode
+#      reduce-overhead), when time is left.
 # A smoke test of the script itself on the CPU, in a few minutes:
 #   PYTHON=.venv/bin/python DEVICE=cpu SHAPE=tiny TTQ_ARGS="--seconds 20 --set model.n_layer=2 --set model.n_embd=64 ..." bench/gpu.sh SHARDS
 set -uo pipefail
@@ -61,5 +62,7 @@ rm -rf "$out/ttq"  # the checkpoint is large; the metrics are kept
 
 throughput throughput_genpt 120 --compile --impls genpt --pad-vocab 64 --steps 20 --warmup 6
 throughput throughput_hf 90 --impls hf --steps 20 --warmup 5
+run profile_step 120 $python bench/profile_step.py --device "$device" --shape "$shape" --batch 32 --compile \
+    --pad-vocab 64 --dropout 0 --save "$out/profile_step.json"
 throughput throughput_genpt_graphs 120 --compile --compile-mode reduce-overhead --impls genpt --pad-vocab 64 \
     --dropout 0 --steps 30 --warmup 8

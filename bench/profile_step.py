@@ -1,0 +1,122 @@
+"""Where a training step's time goes: genpt's GPT under torch.profiler, kernels grouped by kind.
+
+The throughput benchmark says how fast a step is; this says what to make faster. It runs a few
+warm-up steps (compilation included), then profiles `--steps` steps and prints the device time of
+each kind of kernel (matrix products, attention, the optimizer, the loss, the other element-wise
+work) and the slowest kernels by name. The step is train_throughput.py's: forward with the LM loss,
+backward, fused AdamW (or `--optimizer muon`).
+
+    python bench/profile_step.py --device cuda --shape gpt1 --batch 32 --compile --pad-vocab 64 --dropout 0
+    python bench/profile_step.py --shape tiny          # on the CPU, a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+
+import torch
+
+from genpt.config import ModelConfig, TrainConfig
+from genpt.model import GPT
+from genpt.train.optimizers import make_optimizer
+
+SHAPES = {"tiny": (2, 64, 2, 64, 512), "small": (6, 384, 6, 256, 8192), "gpt1": (12, 768, 12, 512, 40478)}
+# The first pattern found in a kernel's (lower-cased) name decides its kind.
+KINDS = [
+    ("loss", re.compile(r"cross_entropy|nll_loss|log_softmax|logsumexp")),
+    ("attention", re.compile(r"flash|attention|fmha|sdpa|softmax|bmm")),
+    ("matmul (Muon's iterations too)", re.compile(r"\bmm\b|addmm|gemm|matmul|cutlass|xmma|nvjet|linear|mkldnn")),
+    ("optimizer", re.compile(r"adam|muon|foreach|multi_tensor")),
+    ("copy/cast", re.compile(r"copy|cast|\bcat\b|fill")),
+]
+
+
+def kind(name: str) -> str:
+    lowered = name.lower()
+    return next((label for label, pattern in KINDS if pattern.search(lowered)),
+                "other element-wise (norms, GELU, dropout, fused Triton)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", choices=SHAPES, default="tiny")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--pad-vocab", type=int, default=1)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--top", type=int, default=20, help="how many kernels to list by name")
+    p.add_argument("--save", metavar="PATH", help="also write the table as JSON")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    n_layer, n_embd, n_head, n_ctx, vocab = SHAPES[args.shape]
+    config = ModelConfig(vocab_size=vocab, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                         embd_pdrop=args.dropout, attn_pdrop=args.dropout, resid_pdrop=args.dropout,
+                         pad_vocab_multiple=args.pad_vocab)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = GPT(config).to(device).train()
+    optimizer = make_optimizer(model, TrainConfig(optimizer=args.optimizer), device)
+    forward = torch.compile(model) if args.compile else model
+    ids = torch.randint(0, vocab, (args.batch, n_ctx), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+
+    def step() -> None:
+        with autocast:
+            loss = forward(ids, labels=ids, return_logits=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        step()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+        torch.cuda.synchronize(device)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(args.steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    on_device = device.type == "cuda"
+    by_name: dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        # On the GPU the kernels' own time; on the CPU the operators' self time (no double counting).
+        us = event.self_device_time_total if on_device else event.self_cpu_time_total
+        if us > 0 and (not on_device or event.device_type == torch.autograd.DeviceType.CUDA):
+            by_name[event.key] += us / args.steps
+    total = sum(by_name.values())
+    by_kind: dict[str, float] = defaultdict(float)
+    for name, us in by_name.items():
+        by_kind[kind(name)] += us
+    unit = "device" if on_device else "CPU self"
+    print(f"{args.shape} shape, batch {args.batch} x {n_ctx}, {args.dtype}, {args.device}"
+          f"{', compiled' if args.compile else ''}, dropout {args.dropout:g}, optimizer {args.optimizer}: "
+          f"{total / 1000:.1f} ms of {unit} time per step")
+    for label, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:<55}{us / 1000:>9.2f} ms {us / total:>6.1%}")
+    print(f"\nslowest {args.top} by name:")
+    for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[: args.top]:
+        print(f"  {us / 1000:>8.2f} ms {us / total:>6.1%}  {name[:110]}")
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump({"settings": vars(args), "ms_per_step": total / 1000,
+                       "by_kind_ms": {k: v / 1000 for k, v in by_kind.items()},
+                       "by_name_ms": {k: v / 1000 for k, v in by_name.items()}}, f, indent=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
