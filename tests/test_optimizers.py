@@ -8,7 +8,7 @@ import torch
 from genpt.config import ModelConfig, TrainConfig
 from genpt.errors import GenptError
 from genpt.model import GPT, GPTForTask
-from genpt.train.optimizers import MuonWithAdamW, hidden_matrices, make_optimizer
+from genpt.train.optimizers import MuonWithAdamW, hidden_matrices, make_optimizer, set_learning_rate
 
 CPU = torch.device("cpu")
 TINY = ModelConfig(vocab_size=50, n_ctx=16, n_embd=32, n_layer=2, n_head=2)
@@ -19,10 +19,11 @@ def tiny_gpt() -> GPT:
     return GPT(ModelConfig(**vars(TINY)))
 
 
-def step(model: GPT, optimizer, seed: int) -> float:
+def step(model: GPT, optimizer, seed: int, lr: float | None = None) -> float:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, TINY.vocab_size, (4, TINY.n_ctx), generator=g)
     torch.manual_seed(seed)  # the dropout masks
+    set_learning_rate(optimizer, lr or 1e-3 * (1 + seed % 3))  # by default a rate that changes, like a schedule
     loss = model(ids, labels=ids, return_logits=False).loss
     loss.backward()
     optimizer.step()
@@ -53,17 +54,20 @@ def test_muon_takes_the_block_matrices_and_adamw_everything_else_once():
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.01, 0.0]
 
 
-def test_setting_the_rate_on_the_groups_schedules_both_halves():
+def test_the_schedule_sets_both_halves_and_muon_lr_scales_the_matrices():
     optimizer = make_optimizer(tiny_gpt(), TrainConfig(optimizer="muon"), CPU)
-    for group in optimizer.param_groups:
-        group["lr"] = 1.5e-3
+    set_learning_rate(optimizer, 1.5e-3)
     assert {g["lr"] for part in optimizer.parts for g in part.param_groups} == {1.5e-3}
+    optimizer = make_optimizer(tiny_gpt(), TrainConfig(optimizer="muon", lr=1e-3, muon_lr=4e-3), CPU)
+    set_learning_rate(optimizer, 5e-4)
+    assert [g["lr"] for g in optimizer.muon.param_groups] == [2e-3]
+    assert {g["lr"] for g in optimizer.adamw.param_groups} == {5e-4}
 
 
 def test_muon_lowers_the_loss_of_a_tiny_model():
     model = tiny_gpt()
     optimizer = make_optimizer(model, TrainConfig(optimizer="muon", lr=3e-3), CPU)
-    losses = [step(model, optimizer, seed=0) for _ in range(30)]  # the same batch: it should be learned
+    losses = [step(model, optimizer, seed=0, lr=3e-3) for _ in range(30)]  # the same batch: it should be learned
     assert losses[-1] < 0.7 * losses[0]
 
 
@@ -85,6 +89,15 @@ def test_saved_and_reloaded_state_continues_exactly_as_uninterrupted():
     again.load_state_dict(saved["optimizer"])
     assert [step(resumed, again, seed=i) for i in range(3, 6)] == going_on
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), resumed.parameters(), strict=True))
+
+
+def test_a_resumed_run_keeps_its_own_muon_lr():
+    model = tiny_gpt()
+    saved = make_optimizer(model, TrainConfig(optimizer="muon", muon_lr=1e-3), CPU).state_dict()
+    resumed = make_optimizer(model, TrainConfig(optimizer="muon", muon_lr=5e-3), CPU)
+    resumed.load_state_dict(saved)
+    set_learning_rate(resumed, 2.5e-4)
+    assert resumed.muon.param_groups[0]["lr"] == pytest.approx(5e-3)
 
 
 def test_state_numbering_follows_the_groups():

@@ -72,6 +72,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # 0 means no time limit
     weight_decay: float = 0.01  # GPT-1's "modified L2" on matrices only
     optimizer: str = "adamw"  # adamw (GPT-1) | muon (Muon on the blocks' matrices, AdamW on the rest)
+    muon_lr: float = 0.0  # Muon's peak rate (RMS-matched to AdamW's); 0 means train.lr
     muon_momentum: float = 0.95
     beta1: float = 0.9
     beta2: float = 0.999
@@ -119,7 +120,7 @@ class TrainConfig:
             raise GenptError("train.optimizer=muon needs whole matrices: use train.strategy=ddp, not fsdp")
         if not 0.0 <= self.muon_momentum < 1.0:
             raise GenptError(f"train.muon_momentum must be in [0, 1), got {self.muon_momentum}")
-        for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr"):
+        for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr", "muon_lr"):
             if getattr(self, name) < 0:
                 raise GenptError(f"train.{name} must not be negative, got {getattr(self, name)}")
 

@@ -31,7 +31,7 @@ from genpt.errors import GenptError
 from genpt.train import checkpoint as ckpt
 from genpt.train import distributed
 from genpt.train.metrics_log import MetricsLog
-from genpt.train.optimizers import make_optimizer
+from genpt.train.optimizers import make_optimizer, set_learning_rate
 from genpt.train.schedule import learning_rate
 
 log = logging.getLogger("genpt")
@@ -216,8 +216,7 @@ def _train(
             step_started = time.monotonic()
             lr = learning_rate(step, peak=cfg.lr, warmup=cfg.warmup_steps, total=total_steps,
                                schedule=cfg.lr_schedule, floor=cfg.min_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_learning_rate(optimizer, lr)
             wrapped.train()
             first = step * n_micro + env.rank * accum
             for i in range(accum):

@@ -3,8 +3,9 @@
 Muon (Jordan et al., 2024) orthogonalises each matrix's momentum before the step, which trains
 Transformer matrices in fewer tokens than AdamW. It is defined for 2-D hidden matrices only, so the
 embeddings (tied to the LM head), positions, biases, LayerNorm gains and any task head stay on AdamW.
-Both halves follow the same learning rate: Muon's step is rescaled to AdamW's RMS (Moonshot's
-`match_rms_adamw`, "Muon is Scalable for LLM Training"), so a rate tuned for AdamW carries over.
+Both halves follow the same schedule: Muon's step is rescaled to AdamW's RMS (Moonshot's
+`match_rms_adamw`, "Muon is Scalable for LLM Training"), so a rate tuned for AdamW carries over;
+`train.muon_lr` gives the matrices a peak of their own (each group's `lr_scale` times the schedule).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
     if cfg.optimizer == "muon":
         return MuonWithAdamW(model, cfg, device)
     return adamw(param_groups(model, cfg.weight_decay), cfg, device)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer | MuonWithAdamW, lr: float) -> None:
+    """The schedule's rate for this step, times each group's `lr_scale` (Muon's own peak, train.muon_lr)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -62,12 +69,18 @@ class MuonWithAdamW:
         rest = [p for p in {id(p): p for p in model.parameters() if p.requires_grad}.values() if id(p) not in taken]
         decay = [p for p in rest if p.dim() >= 2]
         no_decay = [p for p in rest if p.dim() < 2]
-        self.muon = torch.optim.Muon(matrices, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum,
+        self.scale = (cfg.muon_lr or cfg.lr) / cfg.lr
+        self.muon = torch.optim.Muon([{"params": matrices, "lr_scale": self.scale}], lr=cfg.lr * self.scale,
+                                     weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum,
                                      adjust_lr_fn="match_rms_adamw")
         self.adamw = adamw([{"params": decay, "weight_decay": cfg.weight_decay},
                             {"params": no_decay, "weight_decay": 0.0}], cfg, device)
         self.parts = (self.muon, self.adamw)
-        self.param_groups = [g for part in self.parts for g in part.param_groups]
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Both parts' groups, Muon's first; live, since loading a state dict replaces a part's groups."""
+        return [g for part in self.parts for g in part.param_groups]
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:
@@ -107,3 +120,5 @@ class MuonWithAdamW:
                 "param_groups": [{**g, "params": [int(i) - offset for i in g["params"]]} for g in mine],
             })
             offset += len(ids)
+        for group in self.muon.param_groups:  # this run's train.muon_lr, not the saved run's
+            group["lr_scale"] = self.scale
