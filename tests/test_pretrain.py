@@ -95,6 +95,16 @@ def test_checkpoint_from_another_tokenizer_is_refused(shards, tmp_path):
     assert "different tokenizer" in result.stderr
 
 
+def test_resuming_with_another_optimizer_is_one_line_exit_2(shards, tmp_path):
+    run = tmp_path / "run"
+    assert genpt("pretrain", "--shards", str(shards), *SMALL, "--max-steps", "25", "-o", str(run)).returncode == 0
+    result = genpt("pretrain", "-o", str(run), "--resume", "--max-steps", "50", "--set", "train.optimizer=muon")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after the settings the run logged
+    assert last.startswith("genpt: error: ") and "optimizer.pt: does not fit this run's optimizer" in last
+    assert "Traceback" not in result.stderr
+
+
 def test_bad_set_key_is_one_line_exit_2(tmp_path):
     result = genpt("pretrain", "--set", "model.n_layers=2", "-o", str(tmp_path / "x"))
     assert result.returncode == 2

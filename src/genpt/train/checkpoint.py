@@ -169,6 +169,8 @@ def load_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path) -> None:
         optimizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except FileNotFoundError:
         raise GenptError(f"{path}: missing; cannot resume the optimizer") from None
+    except (ValueError, KeyError) as e:  # groups or shapes of another optimizer (train.optimizer changed?)
+        raise GenptError(f"{path}: does not fit this run's optimizer ({e})") from None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

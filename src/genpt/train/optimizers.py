@@ -18,8 +18,6 @@ from torch import nn
 from genpt.config import TrainConfig
 from genpt.model import param_groups
 
-OPTIMIZERS = ("adamw", "muon")
-
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer | MuonWithAdamW:
     """The optimizer `cfg.optimizer` names, over every trainable parameter of `model`."""
@@ -108,8 +106,8 @@ class MuonWithAdamW:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
-            raise ValueError(f"optimizer state has {len(groups)} parameter groups, Muon with AdamW has "
-                             f"{len(self.param_groups)}: was it saved by another train.optimizer?")
+            raise ValueError(f"it has {len(groups)} parameter groups, Muon with AdamW {len(self.param_groups)}: "
+                             "was it saved with another train.optimizer?")
         offset, start = 0, 0
         for part in self.parts:
             mine = groups[start:start + len(part.param_groups)]
