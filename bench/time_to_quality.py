@@ -38,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beta2", type=float, default=0.95)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw", help="genpt's train.optimizer")
+    p.add_argument("--muon-lr", type=float, default=0.0, help="train.muon_lr: Muon's peak (0: --lr)")
     p.add_argument("--dropout", type=float, default=0.1,
                    help="model.*_pdrop (GPT-1: 0.1; a budget of one pass over the books barely needs it)")
     p.add_argument("--pad-vocab", type=int, default=64, help="model.pad_vocab_multiple")
@@ -53,7 +54,7 @@ def pretrain_command(args: argparse.Namespace, steps: int) -> list[str]:
     settings = {
         "model.n_layer": 12, "model.n_embd": 768, "model.n_head": 12, "model.n_ctx": 512,
         "model.embd_pdrop": args.dropout, "model.attn_pdrop": args.dropout, "model.resid_pdrop": args.dropout,
-        "model.pad_vocab_multiple": args.pad_vocab, "train.optimizer": args.optimizer,
+        "model.pad_vocab_multiple": args.pad_vocab, "train.optimizer": args.optimizer, "train.muon_lr": args.muon_lr,
         "train.batch_size": args.batch, "train.lr": args.lr, "train.warmup_steps": args.warmup,
         "train.beta2": args.beta2, "train.lr_schedule": "cosine", "train.dtype": "bfloat16", "train.compile": "true",
         "train.log_interval": 10, "train.eval_interval": args.eval_interval, "train.eval_batches": args.eval_batches,
