@@ -19,12 +19,12 @@ import sys
 from collections import defaultdict
 
 import torch
+from train_throughput import SHAPES
 
 from genpt.config import ModelConfig, TrainConfig
 from genpt.model import GPT
 from genpt.train.optimizers import make_optimizer
 
-SHAPES = {"tiny": (2, 64, 2, 64, 512), "small": (6, 384, 6, 256, 8192), "gpt1": (12, 768, 12, 512, 40478)}
 # The first pattern found in a kernel's (lower-cased) name decides its kind.
 KINDS = [
     ("loss", re.compile(r"cross_entropy|nll_loss|log_softmax|logsumexp")),
@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    n_layer, n_embd, n_head, n_ctx, vocab = SHAPES[args.shape]
+    n_layer, n_embd, n_head, n_ctx, vocab, _ = SHAPES[args.shape]
     config = ModelConfig(vocab_size=vocab, n_ctx=n_ctx, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
                          embd_pdrop=args.dropout, attn_pdrop=args.dropout, resid_pdrop=args.dropout,
                          pad_vocab_multiple=args.pad_vocab)

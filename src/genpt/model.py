@@ -205,9 +205,8 @@ class GPT(nn.Module):
         if labels is not None and not return_logits:
             loss = lm_loss(h[:, :-1], self.lm_head.weight, labels[:, 1:], vocab)
         elif labels is not None:
-            logits = self.lm_head(h[:, :-1])
+            logits = self.logits(h[:, :-1])
             loss = cross_entropy(logits, labels[:, 1:], vocab)
-            logits = logits[..., :vocab]
         else:
             logits = self.logits(h)
         return GPTOutput(

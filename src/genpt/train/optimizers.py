@@ -64,15 +64,13 @@ class MuonWithAdamW:
         if not matrices:
             raise ValueError("train.optimizer=muon: the model has no Transformer block matrices")
         taken = {id(p) for p in matrices}
-        rest = [p for p in {id(p): p for p in model.parameters() if p.requires_grad}.values() if id(p) not in taken]
-        decay = [p for p in rest if p.dim() >= 2]
-        no_decay = [p for p in rest if p.dim() < 2]
+        rest = [{**g, "params": [p for p in g["params"] if id(p) not in taken]}
+                for g in param_groups(model, cfg.weight_decay)]
         self.scale = (cfg.muon_lr or cfg.lr) / cfg.lr
         self.muon = torch.optim.Muon([{"params": matrices, "lr_scale": self.scale}], lr=cfg.lr * self.scale,
                                      weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum,
                                      adjust_lr_fn="match_rms_adamw")
-        self.adamw = adamw([{"params": decay, "weight_decay": cfg.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}], cfg, device)
+        self.adamw = adamw(rest, cfg, device)
         self.parts = (self.muon, self.adamw)
 
     @property
