@@ -6,13 +6,16 @@
 #
 # SHARDS: a prepared 16,384-id Gutenberg shards folder (`genpt tokenizer train` + `genpt prepare
 # --strip-gutenberg`, books held out in val) for the time-to-quality run. OUT (default runs/gpu)
-# receives the JSON and logs. About 8 minutes, most telling first, each step under a time limit so
-# that one that hangs cannot eat the rest:
+# receives the JSON and logs. About 9 minutes, most telling first, each step under a time limit so
+# that one that hangs cannot eat the rest, and all of them under BUDGET_S (default 600 s): a step that
+# would start with less than 30 s left is skipped.
 #   1. genpt's GPT-1-shape training throughput (compiled, bf16, batch 32 x 512, vocabulary padded to a
-#      multiple of 64 and never predicted), without dropout, with the matmul ceiling of the same run;
+#      multiple of 64 and never predicted, attention kernel "auto": cuDNN first on Hopper), without
+#      dropout, with the matmul ceiling of the same run;
 #   2. time to quality: genpt's own loop for 100 s of training (TTQ_ARGS, default the recipe that won
 #      the CPU proxy study in docs/performance.md) against the anchor's validation-loss curve;
-#   3. the same throughput with GPT-1's dropout 0.1, and Hugging Face eager beside it;
+#   3. Hugging Face eager at the same shape; genpt with FlashAttention first (what "auto" gains);
+#      genpt with GPT-1's dropout 0.1;
 #   4. where the step's device time goes (bench/profile_step.py), then CUDA graphs (torch.compile mode
 #      reduce-overhead), when time is left.
 # A smoke test of the script itself on the CPU, in a few minutes:
@@ -24,6 +27,7 @@ out="${2:-runs/gpu}"
 ttq_args="${TTQ_ARGS:---optimizer muon --lr 2e-3 --dropout 0 --warmup 200}"
 device="${DEVICE:-cuda}"
 shape="${SHAPE:-gpt1}"
+deadline=$((SECONDS + ${BUDGET_S:-600}))
 mkdir -p "$out"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python="${PYTHON:-python3}"
@@ -33,7 +37,9 @@ $python -c "import torch, transformers; print('torch', torch.__version__, 'trans
     | tee -a "$out/gpu.txt"
 
 run() {  # run NAME SECONDS CMD...: log to OUT/NAME.log, stop it after SECONDS, keep going if it fails
-    local name="$1" limit="$2"; shift 2
+    local name="$1" limit="$2" left=$((deadline - SECONDS)); shift 2
+    if ((left < 30)); then echo "!! $name skipped: ${left} s of BUDGET_S left"; return; fi
+    ((limit > left)) && limit=$left
     echo "== $name (limit ${limit} s): $*"
     timeout --kill-after=10 "$limit" "$@" > >(tee "$out/$name.log") 2>&1 || echo "!! $name failed (exit $?)"
 }
@@ -52,17 +58,22 @@ throughput throughput_genpt_nodrop 150 --compile --impls genpt --pad-vocab 64 --
 # Fill the time budget: the step count comes from the measured throughput (16k vocabulary: a little faster).
 tps=$(tokens_per_s "$out/throughput_genpt_nodrop.json")
 echo "genpt GPT-1-shape throughput: $tps tok/s"
+kernel=auto  # should the first kernel fail on this machine, the time-to-quality run does not depend on it
+[[ -f "$out/throughput_genpt_nodrop.json" ]] || kernel=flash
 rm -rf "$out/ttq"
 # shellcheck disable=SC2086  # TTQ_ARGS is a list of options
 run time_to_quality 240 $python bench/time_to_quality.py --shards "$shards" --seconds 100 --tokens-per-s "$tps" \
-    --set "train.device=$device" $ttq_args -o "$out/ttq"
+    --set "train.device=$device" --set "train.attention_kernel=$kernel" $ttq_args -o "$out/ttq"
 cp "$out/ttq/metrics.jsonl" "$out/ttq_metrics.jsonl" 2>/dev/null
 cp "$out/ttq/time_to_quality.json" "$out/ttq_summary.json" 2>/dev/null
 rm -rf "$out/ttq"  # the checkpoint is large; the metrics are kept
 
-throughput throughput_genpt 120 --compile --impls genpt --pad-vocab 64 --steps 20 --warmup 6
 throughput throughput_hf 90 --impls hf --steps 20 --warmup 5
+throughput throughput_genpt_nodrop_flash 120 --compile --impls genpt --pad-vocab 64 --dropout 0 --steps 30 --warmup 8 \
+    --attention-kernel flash
+throughput throughput_genpt 120 --compile --impls genpt --pad-vocab 64 --steps 20 --warmup 6
 run profile_step 120 $python bench/profile_step.py --device "$device" --shape "$shape" --batch 32 --compile \
     --pad-vocab 64 --dropout 0 --save "$out/profile_step.json"
 throughput throughput_genpt_graphs 120 --compile --compile-mode reduce-overhead --impls genpt --pad-vocab 64 \
     --dropout 0 --steps 30 --warmup 8
+echo "done in $SECONDS s"

@@ -21,7 +21,8 @@ from collections import defaultdict
 import torch
 from train_throughput import SHAPES
 
-from genpt.config import ModelConfig, TrainConfig
+from genpt.attention_kernels import preferred_attention_kernels
+from genpt.config import ATTENTION_KERNELS, ModelConfig, TrainConfig
 from genpt.model import GPT
 from genpt.train.optimizers import make_optimizer
 
@@ -51,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pad-vocab", type=int, default=1)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw")
+    p.add_argument("--attention-kernel", default="auto", choices=ATTENTION_KERNELS,
+                   help="SDPA's first choice (train.attention_kernel; auto: cuDNN on Hopper GPUs)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--top", type=int, default=20, help="how many kernels to list by name")
@@ -79,17 +82,20 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(args.warmup):
-        step()
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-        torch.cuda.synchronize(device)
-    with torch.profiler.profile(activities=activities) as prof:
-        for _ in range(args.steps):
+    # For the whole run: under torch.compile the attention kernel is chosen when the graph is traced.
+    with preferred_attention_kernels(args.attention_kernel, device):
+        for _ in range(args.warmup):
             step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(args.steps):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
 
     on_device = device.type == "cuda"
     by_name: dict[str, float] = defaultdict(float)
@@ -104,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         by_kind[kind(name)] += us
     unit = "device" if on_device else "CPU self"
     print(f"{args.shape} shape, batch {args.batch} x {n_ctx}, {args.dtype}, {args.device}"
-          f"{', compiled' if args.compile else ''}, dropout {args.dropout:g}, optimizer {args.optimizer}: "
+          f"{', compiled' if args.compile else ''}, dropout {args.dropout:g}, optimizer {args.optimizer}, "
+          f"attention kernel {args.attention_kernel}: "
           f"{total / 1000:.1f} ms of {unit} time per step")
     for label, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"  {label:<55}{us / 1000:>9.2f} ms {us / total:>6.1%}")

@@ -46,6 +46,8 @@ WEIGHT_DECAY = 0.01  # on matrices only, for both (genpt.model.param_groups)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from genpt.config import ATTENTION_KERNELS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=SHAPES, default="small")
     p.add_argument("--batch", type=int, default=0, help="sequences per step (default: the shape's)")
@@ -65,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile every implementation's model")
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune | ...")
+    p.add_argument("--attention-kernel", default="auto", choices=ATTENTION_KERNELS,
+                   help="SDPA's first choice for every implementation (genpt's train.attention_kernel; "
+                        "auto: cuDNN on Hopper GPUs)")
     p.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
                    help="comma-separated implementations to run (default: all; litgpt is skipped if missing)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -164,6 +169,7 @@ def worker(args: argparse.Namespace) -> dict:
     """Time training steps of one implementation in this process; return its step times."""
     import torch
 
+    from genpt.attention_kernels import preferred_attention_kernels
     from genpt.model import param_groups
 
     torch.set_num_threads(args.threads)
@@ -179,18 +185,19 @@ def worker(args: argparse.Namespace) -> dict:
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     times, losses = [], []
-    for step in range(args.warmup + args.steps):
-        sync()
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss = forward(ids, labels=ids, **loss_only).loss
-        loss.backward()
-        optimizer.step()
-        sync()  # CUDA kernels run asynchronously; stop the clock only when they are done
-        if step >= args.warmup:
-            times.append(time.perf_counter() - start)
-            losses.append(loss.item())  # after the clock: .item() would sync mid-step
+    with preferred_attention_kernels(args.attention_kernel, device):  # around compilation too
+        for step in range(args.warmup + args.steps):
+            sync()
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = forward(ids, labels=ids, **loss_only).loss
+            loss.backward()
+            optimizer.step()
+            sync()  # CUDA kernels run asynchronously; stop the clock only when they are done
+            if step >= args.warmup:
+                times.append(time.perf_counter() - start)
+                losses.append(loss.item())  # after the clock: .item() would sync mid-step
     n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     return {"step_s": times, "losses": losses, "parameters": n_params}
 
@@ -266,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
                 "n_head": config.n_head, "n_ctx": config.n_ctx, "vocab_size": config.vocab_size,
                 "batch": args.batch, "dtype": args.dtype, "threads": args.threads, "steps": args.steps,
                 "warmup": args.warmup, "repeats": args.repeats, "flops_per_token": flops, "compile": args.compile,
-                "compile_mode": args.compile_mode, "pad_vocab_multiple": args.pad_vocab, "dropout": args.dropout}
+                "compile_mode": args.compile_mode, "pad_vocab_multiple": args.pad_vocab, "dropout": args.dropout,
+                "attention_kernel": args.attention_kernel}
     report = {"env": env, "settings": settings, "ceiling": peak, "results": summary, "ratios": ratio}
     if args.save:
         with open(args.save, "w") as f:
@@ -288,7 +296,8 @@ def print_report(env: dict, settings: dict, peak: dict, summary: dict, ratio: di
           f"{s['threads']} threads, dropout {s.get('dropout', 0.1):g}"
           + (f", genpt's rows padded to a multiple of {s['pad_vocab_multiple']}" if s.get("pad_vocab_multiple", 1) > 1
              else "")
-          + (f", torch.compile ({s.get('compile_mode', 'default')})" if s["compile"] else ", eager"))
+          + (f", torch.compile ({s.get('compile_mode', 'default')})" if s["compile"] else ", eager")
+          + f", attention kernel {s.get('attention_kernel', 'torch')}")
     print(f"median of {s['steps']} steps after {s['warmup']} warm-up, median over {s['repeats']} run(s); "
           f"{s['flops_per_token'] / 1e6:.1f} MFLOP/token")
     paths = ", ".join(f"{k} {v:,.0f}" for k, v in peak["paths"].items())

@@ -13,6 +13,9 @@ from typing import Any
 
 from genpt.errors import GenptError
 
+# train.attention_kernel: which fused attention kernel to try first (genpt/attention_kernels.py).
+ATTENTION_KERNELS = ("auto", "torch", "cudnn", "flash", "efficient", "math")
+
 
 @dataclass
 class ModelConfig:
@@ -82,6 +85,7 @@ class TrainConfig:
     dtype: str = "float32"  # float32 | bfloat16 (autocast)
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    attention_kernel: str = "auto"  # SDPA's first choice: auto (cuDNN on Hopper) | torch | cudnn | flash | ...
     log_interval: int = 10
     eval_interval: int = 200
     eval_batches: int = 20
@@ -118,6 +122,9 @@ class TrainConfig:
             raise GenptError(f"train.optimizer must be adamw or muon, got {self.optimizer!r}")
         if self.optimizer == "muon" and self.strategy == "fsdp":
             raise GenptError("train.optimizer=muon needs whole matrices: use train.strategy=ddp, not fsdp")
+        if self.attention_kernel not in ATTENTION_KERNELS:
+            raise GenptError(f"train.attention_kernel must be one of {', '.join(ATTENTION_KERNELS)}, "
+                             f"got {self.attention_kernel!r}")
         if not 0.0 <= self.muon_momentum < 1.0:
             raise GenptError(f"train.muon_momentum must be in [0, 1), got {self.muon_momentum}")
         for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr", "muon_lr"):

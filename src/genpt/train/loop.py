@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genpt.attention_kernels import preferred_attention_kernels
 from genpt.config import TrainConfig
 from genpt.errors import GenptError
 from genpt.train import checkpoint as ckpt
@@ -126,7 +127,8 @@ def train(
     Under torchrun this runs on every rank, each on its slice of every batch; only rank 0 writes.
     With FSDP `model` is sharded in place and is usable only inside the process group afterwards.
     """
-    with distributed.process_group(cfg.device, cfg.collective_timeout) as env:
+    with distributed.process_group(cfg.device, cfg.collective_timeout) as env, \
+            preferred_attention_kernels(cfg.attention_kernel, distributed.resolve_device(cfg.device, env)):
         return _train(model, cfg, task, Path(run_dir), env, total_steps=total_steps, resume=resume,
                       progress=progress)
 
