@@ -10,12 +10,13 @@
 # that one that hangs cannot eat the rest, and all of them under BUDGET_S (default 600 s): a step that
 # would start with less than 30 s left is skipped.
 #   1. genpt's GPT-1-shape training throughput (compiled, bf16, batch 32 x 512, vocabulary padded to a
-#      multiple of 64 and never predicted, attention kernel "auto": cuDNN first on Hopper), without
-#      dropout, with the matmul ceiling of the same run;
+#      multiple of 64 and never predicted, the attention kernel torch picks), without dropout, with the
+#      matmul ceiling of the same run;
 #   2. time to quality: genpt's own loop for 100 s of training (TTQ_ARGS, default the recipe that won
 #      the CPU proxy study in docs/performance.md) against the anchor's validation-loss curve;
-#   3. Hugging Face eager at the same shape; genpt with FlashAttention first (what "auto" gains);
-#      genpt with GPT-1's dropout 0.1;
+#   3. Hugging Face eager at the same shape; genpt with cuDNN's attention asked for first (the same
+#      run, if torch picks it already: profile_step's kernel names say which it picked); genpt with
+#      GPT-1's dropout 0.1;
 #   4. where the step's device time goes (bench/profile_step.py), then CUDA graphs (torch.compile mode
 #      reduce-overhead), when time is left.
 # A smoke test of the script itself on the CPU, in a few minutes:
@@ -58,7 +59,7 @@ throughput throughput_genpt_nodrop 150 --compile --impls genpt --pad-vocab 64 --
 # Fill the time budget: the step count comes from the measured throughput (16k vocabulary: a little faster).
 tps=$(tokens_per_s "$out/throughput_genpt_nodrop.json")
 echo "genpt GPT-1-shape throughput: $tps tok/s"
-kernel=auto  # should the first kernel fail on this machine, the time-to-quality run does not depend on it
+kernel=torch  # should torch's kernel fail on this machine, the time-to-quality run does not depend on it
 [[ -f "$out/throughput_genpt_nodrop.json" ]] || kernel=flash
 rm -rf "$out/ttq"
 # shellcheck disable=SC2086  # TTQ_ARGS is a list of options
@@ -69,8 +70,8 @@ cp "$out/ttq/time_to_quality.json" "$out/ttq_summary.json" 2>/dev/null
 rm -rf "$out/ttq"  # the checkpoint is large; the metrics are kept
 
 throughput throughput_hf 90 --impls hf --steps 20 --warmup 5
-throughput throughput_genpt_nodrop_flash 120 --compile --impls genpt --pad-vocab 64 --dropout 0 --steps 30 --warmup 8 \
-    --attention-kernel flash
+throughput throughput_genpt_nodrop_cudnn 120 --compile --impls genpt --pad-vocab 64 --dropout 0 --steps 30 --warmup 8 \
+    --attention-kernel cudnn
 throughput throughput_genpt 120 --compile --impls genpt --pad-vocab 64 --steps 20 --warmup 6
 run profile_step 120 $python bench/profile_step.py --device "$device" --shape "$shape" --batch 32 --compile \
     --pad-vocab 64 --dropout 0 --save "$out/profile_step.json"

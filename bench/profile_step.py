@@ -52,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pad-vocab", type=int, default=1)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw")
-    p.add_argument("--attention-kernel", default="auto", choices=ATTENTION_KERNELS,
-                   help="SDPA's first choice (train.attention_kernel; auto: cuDNN on Hopper GPUs)")
+    p.add_argument("--attention-kernel", default="torch", choices=ATTENTION_KERNELS,
+                   help="SDPA's first choice (train.attention_kernel)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--top", type=int, default=20, help="how many kernels to list by name")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     # For the whole run: under torch.compile the attention kernel is chosen when the graph is traced.
-    with preferred_attention_kernels(args.attention_kernel, device):
+    with preferred_attention_kernels(args.attention_kernel):
         for _ in range(args.warmup):
             step()
         if device.type == "cuda":

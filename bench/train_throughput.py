@@ -67,9 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile every implementation's model")
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune | ...")
-    p.add_argument("--attention-kernel", default="auto", choices=ATTENTION_KERNELS,
-                   help="SDPA's first choice for every implementation (genpt's train.attention_kernel; "
-                        "auto: cuDNN on Hopper GPUs)")
+    p.add_argument("--attention-kernel", default="torch", choices=ATTENTION_KERNELS,
+                   help="SDPA's first choice for every implementation (genpt's train.attention_kernel)")
     p.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
                    help="comma-separated implementations to run (default: all; litgpt is skipped if missing)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -185,7 +184,7 @@ def worker(args: argparse.Namespace) -> dict:
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     times, losses = [], []
-    with preferred_attention_kernels(args.attention_kernel, device):  # around compilation too
+    with preferred_attention_kernels(args.attention_kernel):  # around compilation too
         for step in range(args.warmup + args.steps):
             sync()
             start = time.perf_counter()

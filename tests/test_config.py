@@ -29,7 +29,7 @@ def test_set_overrides_apply_on_top_of_toml(tmp_path):
         ("model.n_layer=0", "model.n_layer must be positive"),
         ("model.n_head=5", "must be divisible by model.n_head"),
         ("train.lr_schedule=step", "train.lr_schedule must be cosine, linear or constant"),
-        ("train.attention_kernel=flash2", "train.attention_kernel must be one of auto, torch, cudnn, flash"),
+        ("train.attention_kernel=flash2", "train.attention_kernel must be one of torch, cudnn, flash"),
         ("train.batch_size=10", "multiple of train.micro_batch_size"),
         ("nonsense", "--set expects KEY=VALUE"),
         ("optimizer.lr=1", "unknown setting 'optimizer'"),

@@ -14,7 +14,7 @@ from typing import Any
 from genpt.errors import GenptError
 
 # train.attention_kernel: which fused attention kernel to try first (genpt/attention_kernels.py).
-ATTENTION_KERNELS = ("auto", "torch", "cudnn", "flash", "efficient", "math")
+ATTENTION_KERNELS = ("torch", "cudnn", "flash", "efficient", "math")
 
 
 @dataclass
@@ -85,7 +85,7 @@ class TrainConfig:
     dtype: str = "float32"  # float32 | bfloat16 (autocast)
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    attention_kernel: str = "auto"  # SDPA's first choice: auto (cuDNN on Hopper) | torch | cudnn | flash | ...
+    attention_kernel: str = "torch"  # SDPA's first choice: torch (its own) | cudnn | flash | efficient | math
     log_interval: int = 10
     eval_interval: int = 200
     eval_batches: int = 20

@@ -128,7 +128,7 @@ def train(
     With FSDP `model` is sharded in place and is usable only inside the process group afterwards.
     """
     with distributed.process_group(cfg.device, cfg.collective_timeout) as env, \
-            preferred_attention_kernels(cfg.attention_kernel, distributed.resolve_device(cfg.device, env)):
+            preferred_attention_kernels(cfg.attention_kernel):
         return _train(model, cfg, task, Path(run_dir), env, total_steps=total_steps, resume=resume,
                       progress=progress)
 
