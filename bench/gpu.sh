@@ -14,9 +14,10 @@
 #      matmul ceiling of the same run;
 #   2. time to quality: genpt's own loop for 100 s of training (TTQ_ARGS, default the recipe that won
 #      the CPU proxy study in docs/performance.md) against the anchor's validation-loss curve;
-#   3. Hugging Face eager at the same shape; genpt with cuDNN's attention asked for first (the same
-#      run, if torch picks it already: profile_step's kernel names say which it picked); genpt with
-#      GPT-1's dropout 0.1;
+#   3. Hugging Face eager at the same shape; genpt with FlashAttention asked for first (torch >= 2.10
+#      picks cuDNN's kernel first on Hopper when its cuDNN is >= 9.15; profile_step's kernel names say
+#      which it picked: this says whether the other is faster at head size 64, context 512); genpt
+#      with GPT-1's dropout 0.1;
 #   4. where the step's device time goes (bench/profile_step.py), then CUDA graphs (torch.compile mode
 #      reduce-overhead), when time is left.
 # A smoke test of the script itself on the CPU, in a few minutes:
@@ -70,8 +71,8 @@ cp "$out/ttq/time_to_quality.json" "$out/ttq_summary.json" 2>/dev/null
 rm -rf "$out/ttq"  # the checkpoint is large; the metrics are kept
 
 throughput throughput_hf 90 --impls hf --steps 20 --warmup 5
-throughput throughput_genpt_nodrop_cudnn 120 --compile --impls genpt --pad-vocab 64 --dropout 0 --steps 30 --warmup 8 \
-    --attention-kernel cudnn
+throughput throughput_genpt_nodrop_flash 120 --compile --impls genpt --pad-vocab 64 --dropout 0 --steps 30 --warmup 8 \
+    --attention-kernel flash
 throughput throughput_genpt 120 --compile --impls genpt --pad-vocab 64 --steps 20 --warmup 6
 run profile_step 120 $python bench/profile_step.py --device "$device" --shape "$shape" --batch 32 --compile \
     --pad-vocab 64 --dropout 0 --save "$out/profile_step.json"
