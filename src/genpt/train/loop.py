@@ -127,8 +127,8 @@ def train(
     Under torchrun this runs on every rank, each on its slice of every batch; only rank 0 writes.
     With FSDP `model` is sharded in place and is usable only inside the process group afterwards.
     """
-    with distributed.process_group(cfg.device, cfg.collective_timeout) as env, \
-            preferred_attention_kernels(cfg.attention_kernel):
+    with preferred_attention_kernels(cfg.attention_kernel), \
+            distributed.process_group(cfg.device, cfg.collective_timeout) as env:
         return _train(model, cfg, task, Path(run_dir), env, total_steps=total_steps, resume=resume,
                       progress=progress)
 
