@@ -26,7 +26,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 shards="${1:?usage: bench/gpu.sh SHARDS [OUT]}"
 out="${2:-runs/gpu}"
-ttq_args="${TTQ_ARGS:---optimizer muon --lr 2e-3 --dropout 0 --warmup 200}"
+ttq_args="${TTQ_ARGS:---optimizer muon --lr 2e-3 --dropout 0 --warmup 200 --schedule linear}"
 device="${DEVICE:-cuda}"
 shape="${SHAPE:-gpt1}"
 deadline=$((SECONDS + ${BUDGET_S:-600}))

@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=4e-4, help="6e-4 collapsed to the unigram plateau on an H200")
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--beta2", type=float, default=0.95)
+    p.add_argument("--schedule", choices=("cosine", "linear"), default="cosine",
+                   help="decay to zero over the budget after the warm-up (train.lr_schedule)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw", help="genpt's train.optimizer")
     p.add_argument("--muon-lr", type=float, default=0.0, help="train.muon_lr: Muon's peak (0: --lr)")
@@ -56,7 +58,8 @@ def pretrain_command(args: argparse.Namespace, steps: int) -> list[str]:
         "model.embd_pdrop": args.dropout, "model.attn_pdrop": args.dropout, "model.resid_pdrop": args.dropout,
         "model.pad_vocab_multiple": args.pad_vocab, "train.optimizer": args.optimizer, "train.muon_lr": args.muon_lr,
         "train.batch_size": args.batch, "train.lr": args.lr, "train.warmup_steps": args.warmup,
-        "train.beta2": args.beta2, "train.lr_schedule": "cosine", "train.dtype": "bfloat16", "train.compile": "true",
+        "train.beta2": args.beta2, "train.lr_schedule": args.schedule, "train.dtype": "bfloat16",
+        "train.compile": "true",
         "train.log_interval": 10, "train.eval_interval": args.eval_interval, "train.eval_batches": args.eval_batches,
         "train.checkpoint_interval": 1_000_000, "train.keep_checkpoints": 1,
     }
