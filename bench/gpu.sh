@@ -14,12 +14,12 @@
 #      matmul ceiling of the same run;
 #   2. time to quality: genpt's own loop for 100 s of training (TTQ_ARGS, default the recipe that won
 #      the CPU proxy study in docs/performance.md) against the anchor's validation-loss curve;
-#   3. Hugging Face eager at the same shape; genpt with FlashAttention asked for first (torch >= 2.10
-#      picks cuDNN's kernel first on Hopper when its cuDNN is >= 9.15; profile_step's kernel names say
-#      which it picked: this says whether the other is faster at head size 64, context 512); genpt
-#      with GPT-1's dropout 0.1;
-#   4. where the step's device time goes (bench/profile_step.py), then CUDA graphs (torch.compile mode
-#      reduce-overhead), when time is left.
+#   3. Hugging Face eager at the same shape;
+#   4. where the step's device time goes (bench/profile_step.py);
+#   5. when time is left: genpt with FlashAttention asked for first (torch >= 2.10 picks cuDNN's kernel
+#      first on Hopper when its cuDNN is >= 9.15; profile_step's kernel names say which it picked: this
+#      says whether the other is faster at head size 64, context 512), CUDA graphs (torch.compile mode
+#      reduce-overhead), and genpt with GPT-1's dropout 0.1.
 # A smoke test of the script itself on the CPU, in a few minutes:
 #   PYTHON=.venv/bin/python DEVICE=cpu SHAPE=tiny TTQ_ARGS="--seconds 20 --set model.n_layer=2 --set model.n_embd=64 ..." bench/gpu.sh SHARDS
 set -uo pipefail
@@ -74,11 +74,11 @@ cp "$out/ttq/time_to_quality.json" "$out/ttq_summary.json" 2>/dev/null
 rm -rf "$out/ttq"  # the checkpoint is large; the metrics are kept
 
 throughput throughput_hf 90 --impls hf --steps 20 --warmup 5
-throughput throughput_genpt_nodrop_flash 120 --compile --impls genpt --pad-vocab 64 --dropout 0 --steps 30 --warmup 8 \
-    --attention-kernel flash
-throughput throughput_genpt 120 --compile --impls genpt --pad-vocab 64 --steps 20 --warmup 6
 run profile_step 120 $python bench/profile_step.py --device "$device" --shape "$shape" --batch 32 --compile \
     --pad-vocab 64 --dropout 0 --save "$out/profile_step.json"
+throughput throughput_genpt_nodrop_flash 120 --compile --impls genpt --pad-vocab 64 --dropout 0 --steps 30 --warmup 8 \
+    --attention-kernel flash
 throughput throughput_genpt_graphs 120 --compile --compile-mode reduce-overhead --impls genpt --pad-vocab 64 \
     --dropout 0 --steps 30 --warmup 8
+throughput throughput_genpt 120 --compile --impls genpt --pad-vocab 64 --steps 20 --warmup 6
 echo "done in $SECONDS s"
