@@ -11,6 +11,7 @@ back in order (`map_in_order`), so 1, 2 or 8 processes compute the same numbers.
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
 import warnings
@@ -22,6 +23,13 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+# Imported before any process group exists, not (as DDP would) inside a job: its functions take
+# `group=group.WORLD` as a default, evaluated at import, which would keep the group alive after
+# destroy_process_group. Its gloo threads would then be torn down at interpreter exit, which now and then
+# aborts the process ("terminate called without an active exception") after a run that succeeded.
+# FSDP's mesh can do the same: see release_group_references.
+import torch.distributed.nn.functional  # noqa: F401
 from torch import nn
 
 from genpt.errors import GenptError
@@ -107,16 +115,36 @@ def process_group(device: str, timeout_s: float) -> Iterator[Env]:
     broken = False
     try:
         yield env
-        # Leave together: a gloo group torn down while a peer still talks to it can abort the process
-        # ("terminate called without an active exception") after a run that otherwise succeeded.
-        dist.barrier()
+        dist.barrier()  # leave together: no rank tears the group down while a peer still talks to it
     except BaseException as e:
         broken = is_comm_failure(e)
         raise
     finally:
         log.setLevel(level)
         if not broken:  # tearing down a group whose peer is gone can block; the process is exiting anyway
+            release_group_references()
             dist.destroy_process_group()
+
+
+def release_group_references() -> None:
+    """Drop what would keep the process group alive after destroy_process_group.
+
+    A group that outlives it keeps its gloo threads, and tearing those down at interpreter exit now and
+    then aborts a process that has finished its work (see the import above). FSDP's modules sit in
+    reference cycles until the next collection, and DTensor's caches hold its device mesh in their keys.
+    """
+    from torch.distributed.tensor import _collective_utils, _redistribute, debug
+
+    # Private to torch (2.13 has all four); a version without one has nothing there to clear.
+    caches = ((debug, "_clear_sharding_prop_cache"),
+              (getattr(_redistribute, "_gen_transform_infos", None), "cache_clear"),
+              (_redistribute, "clear_redistribute_planner_cache"),
+              (getattr(_collective_utils.MeshTopoInfo, "build_from_mesh", None), "cache_clear"))
+    for owner, name in caches:
+        clear = getattr(owner, name, None)
+        if clear is not None:
+            clear()
+    gc.collect()
 
 
 def is_comm_failure(e: BaseException) -> bool:
