@@ -23,17 +23,18 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
+from genpt.errors import GenptError
+from genpt.model import Block
 
 # Imported before any process group exists, not (as DDP would) inside a job: its functions take
 # `group=group.WORLD` as a default, evaluated at import, which would keep the group alive after
 # destroy_process_group. Its gloo threads would then be torn down at interpreter exit, which now and then
 # aborts the process ("terminate called without an active exception") after a run that succeeded.
 # FSDP's mesh can do the same: see release_group_references.
-import torch.distributed.nn.functional  # noqa: F401
-from torch import nn
-
-from genpt.errors import GenptError
-from genpt.model import Block
+if dist.is_available():  # builds without torch.distributed have no groups to keep alive
+    import torch.distributed.nn.functional  # noqa: F401
 
 log = logging.getLogger("genpt")
 T = TypeVar("T")
