@@ -109,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     with preferred_attention_kernels(args.attention_kernel):
         for _ in range(args.warmup):
             step()
-        wall_ms = 1000 * statistics.median(timed_step() for _ in range(args.steps))
-        sync()
+        wall_ms = 1000 * statistics.median(timed_step() for _ in range(args.steps))  # ends synchronised
         with torch.profiler.profile(activities=activities) as prof:
             for _ in range(args.steps):
                 step()
