@@ -12,8 +12,9 @@ import pytest
 import torch
 from conftest import shared_data
 
+from genpt import checkpoint as ckpt
 from genpt.config import TrainConfig
-from genpt.train import checkpoint as ckpt
+from genpt.load import load_lm
 from genpt.train.metrics_log import read_metrics
 from genpt.train.optimizers import make_optimizer
 
@@ -70,7 +71,7 @@ def assert_same_curve(run, reference, tol=1e-5):
 
 def assert_same_weights(checkpoint, other, tol=1e-4):
     """Equal up to the rounding of gradient sums in another order, which Adam's normalisation amplifies."""
-    ours, theirs = ckpt.load(checkpoint).state_dict(), ckpt.load(other).state_dict()
+    ours, theirs = load_lm(checkpoint).state_dict(), load_lm(other).state_dict()
     assert ours.keys() == theirs.keys()
     worst = max((ours[k] - theirs[k]).abs().max().item() for k in ours)
     assert worst <= tol, f"weights differ by up to {worst:.2e}"
@@ -105,8 +106,8 @@ def test_muon_on_two_processes_gives_the_loss_curve_of_one_and_resumes(shards, t
     genpt(2, *pretrain_args(shards, two, 20, *muon))
     genpt(2, "pretrain", "-o", str(two), "--resume", "--max-steps", "30")
     assert_same_curve(two, one)
-    ours = ckpt.load(two / "checkpoints" / "step_00000030").state_dict()
-    theirs = ckpt.load(one / "checkpoints" / "step_00000030").state_dict()
+    ours = load_lm(two / "checkpoints" / "step_00000030").state_dict()
+    theirs = load_lm(one / "checkpoints" / "step_00000030").state_dict()
     worst = max(((ours[k] - theirs[k]).norm() / theirs[k].norm()).item() for k in theirs)
     assert worst <= 0.03, f"a weight differs by {worst:.1%} of its norm"
 
@@ -235,7 +236,7 @@ def assert_last_checkpoint_intact(run, reference):
     last = ckpt.latest_checkpoint(run)
     assert ckpt.read_state(last)["step"] == int(last.name.removeprefix("step_"))
     assert_same_weights(last, reference / "checkpoints" / last.name)
-    ckpt.load_optimizer(make_optimizer(ckpt.load(last), TrainConfig(), torch.device("cpu")), last)
+    ckpt.load_optimizer(make_optimizer(load_lm(last), TrainConfig(), torch.device("cpu")), last)
 
 
 def test_a_rank_that_dies_stops_the_job_and_leaves_the_checkpoints_intact(shards, reference, tmp_path, start):

@@ -6,13 +6,13 @@ import pytest
 import torch
 from conftest import shared_data
 
+from genpt import checkpoint as ckpt
 from genpt.cli import main
 from genpt.config import PretrainConfig
 from genpt.data.corpus import prepare
 from genpt.data.tasks import builtin_task, read_examples
-from genpt.predict import load_finetuned
+from genpt.load import load_finetuned, load_lm
 from genpt.tokenizer import Tokenizer
-from genpt.train import checkpoint as ckpt
 from genpt.train.pretrain import pretrain
 
 
@@ -98,7 +98,7 @@ def test_transfer_layers_and_scratch_initialise_as_the_paper_ablations(pretraine
     from genpt.config import FinetuneConfig
     from genpt.train.finetune import initial_model
 
-    base = ckpt.load(pretrained).state_dict()
+    base = load_lm(pretrained).state_dict()
     task = builtin_task("sst2")
     one, _, _ = initial_model(pretrained, task, FinetuneConfig(transfer_layers=1))
     state = one.gpt.state_dict()

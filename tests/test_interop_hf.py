@@ -11,8 +11,10 @@ from conftest import shared_data
 from genpt.cli import main
 from genpt.data.tasks import builtin_task
 from genpt.errors import GenptError
-from genpt.interop import Converted, convert, read, resolve_init
+from genpt.interop import convert, read
+from genpt.interop.common import Converted
 from genpt.interop.hf import write_hf
+from genpt.load import resolve
 from genpt.model import GPTForTask
 
 transformers = pytest.importorskip("transformers")
@@ -178,11 +180,11 @@ def test_similarity_head_cannot_be_exported_and_says_why(tmp_path, capsys):
 def test_finetune_init_accepts_an_hf_folder_and_converts_it_once(hf_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("GENPT_CACHE", str(tmp_path / "cache"))
     _, folder = hf_folder
-    first = resolve_init(folder)
+    first = resolve(folder)
     assert first.parent == tmp_path / "cache" / "converted" and (first / "model.safetensors").is_file()
     stamp = (first / "model.safetensors").stat().st_mtime_ns
-    assert resolve_init(folder) == first and (first / "model.safetensors").stat().st_mtime_ns == stamp
-    assert resolve_init(first) == first  # a genpt checkpoint is used as it is
+    assert resolve(folder) == first and (first / "model.safetensors").stat().st_mtime_ns == stamp
+    assert resolve(first) == first  # a genpt checkpoint is used as it is
 
     from genpt.config import FinetuneConfig
     from genpt.data.tasks import Example
@@ -196,7 +198,7 @@ def test_finetune_init_accepts_an_hf_folder_and_converts_it_once(hf_folder, tmp_
     assert result.best_epoch == 1 and "accuracy" in result.best
 
     # ... and what it fine-tuned exports to transformers with the same class scores
-    from genpt.predict import load_finetuned
+    from genpt.load import load_finetuned
 
     convert(tmp_path / "ft", tmp_path / "ft-hf", target="hf")
     hf = transformers.OpenAIGPTForSequenceClassification.from_pretrained(tmp_path / "ft-hf").eval()

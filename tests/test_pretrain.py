@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
+from genpt.checkpoint import checkpoint_dirs
 from genpt.data.corpus import prepare
 from genpt.tokenizer import Tokenizer
-from genpt.train.checkpoint import checkpoint_dirs
 from genpt.train.metrics_log import read_metrics
 
 SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",

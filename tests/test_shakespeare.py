@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from genpt.data.gutenberg import strip_gutenberg
-from genpt.datasets import FIRST_FOLIO_GENRES, default_cache_dir, fetch_shakespeare
+from genpt.datasets import FIRST_FOLIO_GENRES, fetch_shakespeare
 from genpt.datasets import shakespeare as shk
 from genpt.errors import GenptError
+from genpt.io import cache_dir
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +149,6 @@ def test_link_out_of_the_cache_is_refused(tmp_path, monkeypatch):
 
 def test_default_cache_dir_honours_genpt_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("GENPT_CACHE", str(tmp_path))
-    assert default_cache_dir() == tmp_path
+    assert cache_dir() == tmp_path
     monkeypatch.delenv("GENPT_CACHE")
-    assert default_cache_dir() == Path.home() / ".cache" / "genpt"
+    assert cache_dir() == Path.home() / ".cache" / "genpt"

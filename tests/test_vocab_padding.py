@@ -8,11 +8,13 @@ import torch
 from genpt.config import ModelConfig, TrainConfig
 from genpt.errors import GenptError
 from genpt.generate import generate
-from genpt.interop import Converted, convert, read_genpt, unpadded, write_genpt
+from genpt.interop import convert
+from genpt.interop.common import Converted, unpadded
+from genpt.interop.genpt import read_genpt, write_genpt
 from genpt.lm_loss import rows_per_chunk
+from genpt.load import load_lm
 from genpt.model import GPT
 from genpt.tokenizer import Tokenizer
-from genpt.train import checkpoint as ckpt
 from genpt.train.optimizers import make_optimizer
 
 VOCAB = 100
@@ -96,7 +98,7 @@ def padded_checkpoint(tmp_path):
 
 def test_a_padded_checkpoint_round_trips_with_its_padding(padded_checkpoint, tmp_path):
     model, folder = padded_checkpoint
-    loaded = ckpt.load(folder)
+    loaded = load_lm(folder)
     assert loaded.config.pad_vocab_multiple == 64 and loaded.tokens_embed.weight.size(0) == 320
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
                                                   strict=True))

@@ -2,8 +2,9 @@
 
 from genpt.config import ModelConfig, PretrainConfig, TrainConfig
 from genpt.errors import GenptError
+from genpt.load import Loaded, load_lm, load_model
 from genpt.model import GPT, GPTOutput
-from genpt.train.checkpoint import load
 
-__all__ = ["GPT", "GPTOutput", "GenptError", "ModelConfig", "PretrainConfig", "TrainConfig", "load"]
+__all__ = ["GPT", "GPTOutput", "GenptError", "Loaded", "ModelConfig", "PretrainConfig", "TrainConfig", "load_lm",
+           "load_model"]
 __version__ = "0.1.0"

@@ -62,9 +62,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
     import torch
 
     from genpt.generate import generate
-    from genpt.train.checkpoint import load, load_tokenizer
+    from genpt.load import load_model
 
-    model, tokenizer = load(args.run), load_tokenizer(args.run)
+    loaded = load_model(args.run)
+    model, tokenizer = loaded.lm, loaded.tokenizer
     prompts = [tokenizer.encode(text) or [tokenizer.eot_id] for text in args.prompt or [""]]
     generator = torch.Generator().manual_seed(args.seed)
     # Every prompt and sample in one batch: generate left-pads prompts of different lengths.
@@ -77,10 +78,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 def cmd_perplexity(args: argparse.Namespace) -> None:
     from genpt.data.corpus import iter_documents
+    from genpt.load import load_model
     from genpt.scoring import perplexity
-    from genpt.train.checkpoint import load, load_tokenizer
 
-    model, tokenizer = load(args.run), load_tokenizer(args.run)
+    loaded = load_model(args.run)
+    model, tokenizer = loaded.lm, loaded.tokenizer
     ids: list[int] = []
     for doc in iter_documents(args.inputs, strip_gutenberg=args.strip_gutenberg):
         ids.extend(tokenizer.encode(doc.text))
@@ -94,10 +96,11 @@ def cmd_perplexity(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
+    from genpt.load import load_model
     from genpt.scoring import token_logprobs
-    from genpt.train.checkpoint import load, load_tokenizer
 
-    model, tokenizer = load(args.run), load_tokenizer(args.run)
+    loaded = load_model(args.run)
+    model, tokenizer = loaded.lm, loaded.tokenizer
     ids = tokenizer.encode(args.text)
     if not ids:
         raise GenptError("--text is empty: nothing to score")
@@ -173,7 +176,8 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from genpt.data.tasks import read_examples
-    from genpt.predict import load_finetuned, predict, score
+    from genpt.load import load_finetuned
+    from genpt.predict import predict, score
 
     finetuned = load_finetuned(args.run)
     task = finetuned.task if args.task is None and not args.type else task_from_args(args)
@@ -190,7 +194,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from genpt.data.tasks import read_examples
-    from genpt.predict import load_finetuned, predict, write_predictions
+    from genpt.load import load_finetuned
+    from genpt.predict import predict, write_predictions
 
     finetuned = load_finetuned(args.run)
     examples = read_examples(finetuned.task, args.input, require_labels=False)

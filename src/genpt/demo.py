@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
+from genpt.checkpoint import BEST, read_state
 from genpt.config import DataConfig, ModelConfig, PretrainConfig, TrainConfig
 from genpt.data.corpus import TokenShards, prepare
 from genpt.generate import generate
+from genpt.load import load_lm
 from genpt.model import GPT
 from genpt.tokenizer import Tokenizer
-from genpt.train.checkpoint import load
 from genpt.train.loop import autocast_for, resolve_device
 from genpt.train.optimizers import make_optimizer
 from genpt.train.pretrain import pretrain, resume_config, validation
@@ -107,9 +108,7 @@ def genre_finetuning(run_dir: Path, out: Path, train_plays, dev_plays) -> tuple[
 
 
 def read_best(folder: Path) -> dict[str, float]:
-    import json
-
-    return json.loads((folder / "best" / "state.json").read_text())["metrics"]
+    return read_state(folder / BEST)["metrics"]
 
 
 def corpus_inputs(corpus: str | None):
@@ -161,7 +160,7 @@ def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minute
         untrained = evaluate(GPT(config.model).eval())["perplexity"]
 
     result = pretrain(config, run_dir, resume=True)
-    model = load(run_dir)
+    model = load_lm(run_dir)
     with torch.no_grad():
         final = evaluate(model)["perplexity"]
     prompt = torch.tensor([tokenizer.encode(SAMPLE_PROMPT)])

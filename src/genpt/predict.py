@@ -9,37 +9,12 @@ from pathlib import Path
 
 import torch
 
-from genpt import metrics
-from genpt.config import ModelConfig, from_dict
+from genpt import io, metrics
 from genpt.data.tasks import Example, TaskSpec
 from genpt.data.transforms import EncodedExample, collate, encode_examples
-from genpt.errors import GenptError
+from genpt.load import Loaded
 from genpt.model import GPTForTask
 from genpt.objectives import predictions, probabilities
-from genpt.tokenizer import Tokenizer
-from genpt.train import checkpoint as ckpt
-
-
-@dataclass
-class FinetunedModel:
-    model: GPTForTask
-    tokenizer: Tokenizer
-    task: TaskSpec
-    max_len: int
-
-
-def load_finetuned(path: str | Path, device: str | torch.device = "cpu") -> FinetunedModel:
-    """A fine-tuned run folder (its best epoch) or checkpoint folder, ready to predict."""
-    checkpoint = ckpt.resolve_checkpoint(path)
-    config = json.loads((checkpoint / "config.json").read_text())
-    if "task" not in config:
-        raise GenptError(f"{checkpoint}: a pre-trained model, not a fine-tuned one; run `genpt finetune` first")
-    task = TaskSpec.from_dict(config["task"])
-    model_config = from_dict(ModelConfig, config["model"], "model.")
-    model = GPTForTask(model_config, task.transform, config["head"]["n_out"])
-    ckpt.load_weights(model, checkpoint)
-    tokenizer = ckpt.load_tokenizer(checkpoint)  # GPT-1 release runs bring their own pipeline
-    return FinetunedModel(model.to(device).eval(), tokenizer, task, config["head"]["max_len"])
 
 
 @dataclass
@@ -65,7 +40,7 @@ def predict_encoded(model: GPTForTask, encoded: Sequence[EncodedExample], target
     return predicted, (probs if target != "score" else None)
 
 
-def predict(finetuned: FinetunedModel, examples: Sequence[Example], batch_size: int = 64) -> Predictions:
+def predict(finetuned: Loaded, examples: Sequence[Example], batch_size: int = 64) -> Predictions:
     encoded, truncated = encode_examples(finetuned.task, examples, finetuned.tokenizer, finetuned.max_len)
     predicted, probs = predict_encoded(finetuned.model, encoded, finetuned.task.target,
                                        finetuned.tokenizer.pad_id, batch_size)
@@ -84,7 +59,7 @@ def label_name(task: TaskSpec, value) -> str | float | int:
 
 
 def write_predictions(path: str | Path, task: TaskSpec, examples: Sequence[Example], result: Predictions) -> None:
-    """JSON Lines by default; a .tsv or .csv output gets a header row and one row per example."""
+    """JSON Lines by default; a .tsv or .csv output gets a header row and one row per example. Written atomically."""
     path = Path(path)
     rows = []
     for i, example in enumerate(examples):
@@ -94,15 +69,13 @@ def write_predictions(path: str | Path, task: TaskSpec, examples: Sequence[Examp
                 len(result.probabilities[i]))
             row.update({f"p_{name}": p for name, p in zip(names, result.probabilities[i], strict=True)})
         rows.append(row)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix in (".tsv", ".csv"):
-        import csv
+    if path.suffix not in (".tsv", ".csv"):
+        io.write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+        return
+    import csv
 
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["source", "prediction"],
-                                    delimiter="\t" if path.suffix == ".tsv" else ",")
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tmp.replace(path)
+    with io.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["source", "prediction"],
+                                delimiter="\t" if path.suffix == ".tsv" else ",")
+        writer.writeheader()
+        writer.writerows(rows)

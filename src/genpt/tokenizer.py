@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from genpt import io
 from genpt.errors import GenptError
 from genpt.fast_bpe import build_encoding, cut_text
 
@@ -145,16 +145,7 @@ class Tokenizer:
         """Write tokenizer.json atomically: a reader sees the old file or the new one, never half of one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # same folder: os.replace is atomic
-        try:
-            with open(tmp, "x", encoding="utf-8") as f:
-                f.write(self.hf.to_str(pretty=True))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        io.write_text(path, self.hf.to_str(pretty=True))
 
     def to_str(self) -> str:
         """The tokenizer.json text (compact)."""

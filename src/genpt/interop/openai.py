@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genpt import io
 from genpt.config import ModelConfig
 from genpt.errors import GenptError
 from genpt.gpt1_tokenizer import ENCODER_FILE, MERGES_FILE, gpt1_tokenizer, read_vocabulary
+from genpt.interop.common import Converted, append_rows, cut_positions
 
 SHAPES_FILE = "params_shapes.json"
 SHARDS = 10
@@ -70,13 +72,8 @@ def from_release(arrays: list[np.ndarray], n_layer: int) -> dict[str, torch.Tens
 
 def _read_shapes(folder: Path) -> list[list[int]]:
     path = folder / SHAPES_FILE
-    try:
-        shapes = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GenptError(f"{path}: missing; an original GPT-1 release folder holds {SHAPES_FILE} and "
-                         f"{shard_name(0)} ... {shard_name(SHARDS - 1)}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GenptError(f"{path}: not valid JSON ({e})") from None
+    shapes = io.read_json(path, f"an original GPT-1 release folder holds {SHAPES_FILE} and "
+                                f"{shard_name(0)} ... {shard_name(SHARDS - 1)}")
     ok = isinstance(shapes, list) and all(isinstance(s, list) and all(isinstance(d, int) and d > 0 for d in s)
                                           for s in shapes)
     if not ok or len(shapes) < 2 or len(shapes[0]) != 2 or (len(shapes) - 2) % len(BLOCK):
@@ -141,14 +138,12 @@ def read_release_arrays(folder: str | Path) -> tuple[list[list[int]], list[np.nd
 
 
 def read_release(folder: str | Path, *, n_head: int = 12, n_ctx: int | None = None, pipeline: str = "release",
-                 seed: int = 0):
+                 seed: int = 0) -> Converted:
     """A release folder as a genpt model: its tensors, shape and tokenizer (`genpt.interop.Converted`).
 
     The special tokens get new embeddings drawn from N(0, 0.02) (seeded by `seed`), as the original
     fine-tuning code drew them; `n_ctx` keeps only the first positions.
     """
-    from genpt.interop import Converted, append_rows, cut_positions
-
     folder = Path(folder)
     shapes = _read_shapes(folder)
     config, n_vocab = _model_shape(folder, shapes, n_head)

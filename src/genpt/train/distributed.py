@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from genpt.checkpoint import is_sharded
 from genpt.errors import GenptError
 from genpt.model import Block
 
@@ -229,12 +230,6 @@ def wrap(model: nn.Module, device: torch.device, strategy: str, *, bf16: bool) -
     return model
 
 
-def is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(getattr(model, "_orig_mod", model), FSDPModule)  # _orig_mod: under torch.compile
-
-
 def gradient_sync(model: nn.Module, enabled: bool):
     """A context for one micro-step's backward: skip the gradient all-reduce unless this one steps."""
     inner = getattr(model, "_orig_mod", model)
@@ -320,81 +315,9 @@ def map_in_order(fn: Callable[[int], T], count: int, model: nn.Module | None = N
     return [merged[i] for i in range(count)]
 
 
-class _Snapshot:
-    """A gathered state dict standing in for a model or optimizer where the checkpoint writer wants one."""
-
-    def __init__(self, state: dict[str, Any]):
-        self._state = state
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._state
-
-
-def full_state(model: nn.Module, optimizer: torch.optim.Optimizer | None) -> tuple[Any, Any]:
-    """(model, optimizer) for `checkpoint.write_checkpoint`, in the single-process format.
-
-    Under FSDP this is a collective (every rank must call it): the shards are gathered to full tensors
-    on rank 0's CPU, and the optimizer state, which PyTorch keys by parameter name, is renumbered the
-    way `Optimizer.state_dict()` numbers it, so any world size (or none) can resume from it.
-    """
-    if not is_sharded(model):
-        return model, optimizer
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-        get_optimizer_state_dict,
-    )
-
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    weights = get_model_state_dict(model, options=options)
-    optim = None
-    if optimizer is not None:
-        by_name = get_optimizer_state_dict(model, optimizer, options=options)
-        optim = _Snapshot(_numbered(by_name, model, optimizer) if by_name else {})
-    return _Snapshot(weights), optim
-
-
-def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: Path) -> None:
-    """Load a single-process `optimizer.pt` into an optimizer over a plain, DDP or FSDP model."""
-    from genpt.train import checkpoint as ckpt
-
-    if not is_sharded(model):
-        ckpt.load_optimizer(optimizer, checkpoint)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    path = Path(checkpoint) / "optimizer.pt"
-    try:
-        numbered = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise GenptError(f"{path}: missing; cannot resume the optimizer") from None
-    set_optimizer_state_dict(model, optimizer, _named(numbered, model, optimizer),
-                             options=StateDictOptions(full_state_dict=True))
-
-
-def _param_names(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
-    """The name of each optimizer parameter, in the order `Optimizer.state_dict()` numbers them."""
-    names = {id(p): name for name, p in model.named_parameters()}
-    return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
-
-
-def _numbered(by_name: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    index = {name: i for i, name in enumerate(_param_names(model, optimizer))}
-    state = {index[name]: value for name, value in by_name["state"].items()}
-    groups = [{**g, "params": [index[n] for n in g["params"]]} for g in by_name["param_groups"]]
-    return {"state": state, "param_groups": groups}
-
-
-def _named(numbered: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    names = _param_names(model, optimizer)
-    state = {names[int(i)]: value for i, value in numbered["state"].items()}
-    groups = [{**g, "params": [names[int(i)] for i in g["params"]]} for g in numbered["param_groups"]]
-    return {"state": state, "param_groups": groups}
-
-
 __all__ = [
     "Env", "STRATEGIES", "active", "all_sum", "barrier", "batch_plan", "broadcast", "checkpoint_blocks",
-    "clip_gradients", "current", "first_on_each_node", "full_state", "gradient_sync", "is_comm_failure",
-    "is_main_process", "is_sharded", "launched_by_torchrun", "load_optimizer_state", "lost_contact", "map_in_order",
+    "clip_gradients", "current", "first_on_each_node", "gradient_sync", "is_comm_failure",
+    "is_main_process", "launched_by_torchrun", "lost_contact", "map_in_order",
     "process_group", "resolve_device", "wrap",
 ]

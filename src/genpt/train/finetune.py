@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genpt.config import FinetuneConfig, TrainConfig, model_config_from_json
+from genpt.checkpoint import latest_checkpoint, read_info
+from genpt.config import FinetuneConfig, TrainConfig
 from genpt.data.tasks import Example, TaskSpec, read_examples
 from genpt.data.transforms import collate, encode_examples
 from genpt.errors import GenptError
-from genpt.interop import resolve_init
+from genpt.load import load_lm, load_tokenizer, resolve
 from genpt.model import GPTForTask
 from genpt.objectives import combined_loss, task_loss
 from genpt.predict import predict_encoded, score
 from genpt.tokenizer import Tokenizer
-from genpt.train import checkpoint as ckpt
 from genpt.train import distributed
 from genpt.train.loop import TrainTask, train
 from genpt.train.metrics_log import read_metrics
@@ -52,16 +52,16 @@ def n_outputs(task: TaskSpec) -> int:
 
 def initial_model(init: str | Path, task: TaskSpec, cfg: FinetuneConfig) -> tuple[GPTForTask, Tokenizer, Path]:
     """The pre-trained model with a fresh head; `scratch` and `transfer_layers` as the paper's ablations."""
-    checkpoint = resolve_init(init)  # a genpt checkpoint; a release or Hugging Face folder is converted first
-    base_config = model_config_from_json(checkpoint / "config.json")
-    tokenizer = ckpt.load_tokenizer(checkpoint)  # GPT-1 release runs bring their own pipeline
+    checkpoint = resolve(init)  # a genpt checkpoint; a release or Hugging Face folder is converted first
+    base_config = read_info(checkpoint).model
+    tokenizer = load_tokenizer(checkpoint)  # GPT-1 release runs bring their own pipeline
     if tokenizer.vocab_size != base_config.vocab_size:
         raise GenptError(f"{checkpoint}: tokenizer has {tokenizer.vocab_size} ids, the model {base_config.vocab_size}")
     torch.manual_seed(cfg.seed)
     model = GPTForTask(base_config, task.transform, n_outputs(task), cfg.clf_pdrop)
     if cfg.scratch:
         return model, tokenizer, checkpoint
-    pretrained = ckpt.load(checkpoint)
+    pretrained = load_lm(checkpoint)
     state = pretrained.state_dict()
     n_layer = base_config.n_layer
     keep = n_layer if cfg.transfer_layers < 0 else cfg.transfer_layers
@@ -111,7 +111,7 @@ def _finetune(
     resume: bool,
     progress: bool,
 ) -> FinetuneResult:
-    if not resume and ckpt.latest_checkpoint(run_dir) is not None:
+    if not resume and latest_checkpoint(run_dir) is not None:
         raise GenptError(f"{run_dir}: already holds a fine-tuned run; choose another --output or pass --resume")
     train_examples = train_examples if train_examples is not None else read_examples(task, train_file)
     if dev_examples is None and dev_file is not None:

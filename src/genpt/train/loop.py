@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from genpt import checkpoint as ckpt
 from genpt.attention_kernels import preferred_attention_kernels
 from genpt.config import TrainConfig
 from genpt.errors import GenptError
-from genpt.train import checkpoint as ckpt
 from genpt.train import distributed
 from genpt.train.metrics_log import MetricsLog
 from genpt.train.optimizers import make_optimizer, set_learning_rate
@@ -187,7 +187,7 @@ def _train(
     wrapped = distributed.wrap(model, device, cfg.strategy, bf16=cfg.dtype == "bfloat16")
     optimizer = make_optimizer(wrapped, cfg, device)
     if found is not None:
-        distributed.load_optimizer_state(wrapped, optimizer, found)
+        ckpt.load_optimizer(optimizer, found, wrapped)
     parameters = list(wrapped.parameters())
     metrics = MetricsLog(run_dir, resume_step=step if resume else None) if env.is_main else _NoMetrics()
     forward = torch.compile(wrapped) if cfg.compile else wrapped
@@ -202,7 +202,7 @@ def _train(
     def save() -> None:
         """Write checkpoint `step` (rank 0; a collective under FSDP); on return every rank knows it is complete."""
         nonlocal saved
-        weights, optim = distributed.full_state(model, optimizer)
+        weights, optim = ckpt.full_state(model, optimizer)
         if env.is_main:
             state = {"tokens_seen": tokens_seen, "log_window": window, "best": best, "train_seconds": train_seconds}
             saved = ckpt.save_checkpoint(run_dir, step, weights, optim, state, config=task.checkpoint_config,
@@ -270,7 +270,7 @@ def _train(
                 bar.message(f"step {step}: " + "  ".join(f"val {k} {v:.4f}" for k, v in last_eval.items()))
                 if task.best_metric is not None and last_eval[task.best_metric] > best:
                     best = last_eval[task.best_metric]
-                    weights, _ = distributed.full_state(model, None)
+                    weights, _ = ckpt.full_state(model, None)
                     if env.is_main:
                         ckpt.write_checkpoint(run_dir / ckpt.BEST, weights, None,
                                               {"step": step, "metrics": last_eval}, config=task.checkpoint_config,
@@ -282,7 +282,7 @@ def _train(
                 bar.message(f"stopping after {cfg.max_minutes:g} minutes at step {step}")
                 break
     except KeyboardInterrupt:
-        if distributed.is_sharded(wrapped):  # gathering the shards needs every rank, which may be gone
+        if ckpt.is_sharded(wrapped):  # gathering the shards needs every rank, which may be gone
             bar.message(f"interrupted at step {step}; sharded runs resume from the last checkpoint, {saved}")
         else:
             bar.message(f"interrupted: saving step {step} so that --resume continues from it")

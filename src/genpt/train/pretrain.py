@@ -9,12 +9,13 @@ from pathlib import Path
 
 import torch
 
+from genpt import checkpoint as ckpt
+from genpt import io
 from genpt.config import PretrainConfig, apply_overrides, from_dict
 from genpt.data.corpus import LMBatches, TokenShards
 from genpt.errors import GenptError
 from genpt.model import GPT
 from genpt.tokenizer import Tokenizer
-from genpt.train import checkpoint as ckpt
 from genpt.train import distributed
 from genpt.train.loop import TrainResult, TrainTask, train
 
@@ -32,11 +33,7 @@ def shards_tokenizer(shards_dir: Path) -> Path:
 
 def resume_config(run_dir: Path, overrides: list[str]) -> PretrainConfig:
     """The settings a run was started with, with `--set` overrides (e.g. a larger train.max_steps)."""
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GenptError(f"{path}: missing; --resume needs a run folder made by `genpt pretrain`") from None
+    data = io.read_json(Path(run_dir) / CONFIG_FILE, "--resume needs a run folder made by `genpt pretrain`")
     config = from_dict(PretrainConfig, apply_overrides(data, overrides))
     config.validate()
     return config
@@ -74,8 +71,7 @@ def _pretrain(
     config.model.vocab_size = tokenizer.vocab_size
     found = ckpt.latest_checkpoint(run_dir) if resume else None
     if found is not None:
-        saved = json.loads((found / "config.json").read_text()).get("tokenizer", {})
-        if saved.get("fingerprint") != tokenizer.fingerprint:
+        if ckpt.read_info(found).tokenizer.fingerprint != tokenizer.fingerprint:
             raise GenptError(
                 f"{found}: checkpoint was trained with a different tokenizer than the shards in {shards_dir}"
             )
@@ -113,7 +109,7 @@ def _pretrain(
 
 
 def _has_split(shards_dir: Path, split: str) -> bool:
-    meta = json.loads((shards_dir / "meta.json").read_text())
+    meta = io.read_json(shards_dir / "meta.json")
     return meta.get("splits", {}).get(split, {}).get("tokens", 0) > 0
 
 
