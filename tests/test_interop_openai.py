@@ -15,7 +15,7 @@ from genpt.cli import main
 from genpt.errors import GenptError
 from genpt.gpt1_tokenizer import ENCODER_FILE, MERGES_FILE, GPT1Tokenizer
 from genpt.interop import convert, read
-from genpt.interop.openai import release_shapes, to_release
+from genpt.interop.openai import read_release_arrays, release_shapes, to_release
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("ftfy", reason="the release's tokenizer needs ftfy: pip install ftfy==6.3.1")
@@ -76,6 +76,39 @@ def test_openai_to_genpt_to_hf_gives_the_same_logits_in_transformers(release, tm
         want, got = source(ids).logits, exported(ids).logits
     assert got.shape[-1] == N_VOCAB + 5  # start, delimiter, extract, end of text, pad
     assert (got[..., :N_VOCAB] - want).abs().max().item() <= 1e-5
+
+
+def test_release_to_genpt_and_back_gives_the_same_arrays_and_vocabulary(release, tmp_path, capsys):
+    _, folder = release
+    assert main(["convert", str(folder), "-o", str(tmp_path / "genpt"), "--n-head", "4"]) == 0
+    assert main(["convert", str(tmp_path / "genpt"), "--to", "openai", "-o", str(tmp_path / "back")]) == 0
+    want_shapes, want = read_release_arrays(folder)
+    got_shapes, got = read_release_arrays(tmp_path / "back")
+    assert got_shapes == want_shapes
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    for i in range(10):  # cut into the shards as the test's release (and the original) is
+        assert np.load(tmp_path / "back" / f"params_{i}.npy").shape == np.load(folder / f"params_{i}.npy").shape
+    assert (tmp_path / "back" / MERGES_FILE).read_bytes() == (folder / MERGES_FILE).read_bytes()
+    assert json.loads((tmp_path / "back" / ENCODER_FILE).read_text()) == json.loads((folder / ENCODER_FILE).read_text())
+
+
+def test_a_fine_tuned_model_or_another_vocabulary_is_not_written_as_a_release(release, tmp_path):
+    from genpt.interop.common import Converted
+    from genpt.interop.openai import write_release
+    from genpt.tokenizer import Tokenizer
+
+    tuned = read(release[1], "openai", n_head=SHAPE["n_head"])
+    tuned.task = {"name": "sst2", "transform": "classification"}
+    with pytest.raises(GenptError, match="task head has no place in the release layout"):
+        write_release(tuned, tmp_path / "out")
+
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 50)
+    tokenizer = Tokenizer.train([text], vocab_size=300)
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, n_ctx=16, n_embd=32, n_layer=1, n_head=4)
+    with pytest.raises(GenptError, match="holds GPT-1's vocabulary only"):
+        write_release(Converted(config, GPT(config).state_dict(), tokenizer, source="genpt:x"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_genpt_score_on_a_release_import_tokenizes_with_the_release_pipeline(release, tmp_path, capsys):

@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a Hugging Face OpenAIGPT folder")
     p.add_argument("--from", dest="source", choices=["openai", "hf", "genpt"],
                    help="format of PATH (default: detected)")
-    p.add_argument("--to", dest="target", choices=["genpt", "hf"], default="genpt", help="format to write")
+    p.add_argument("--to", dest="target", choices=["genpt", "hf", "openai"], default="genpt", help="format to write")
     p.add_argument("--output", "-o", required=True, help="folder to write (must not exist or be empty)")
     p.add_argument("--n-ctx", type=int, help="keep only the first N position embeddings")
     p.add_argument("--n-head", type=int, default=12, help="attention heads of a release model (not recorded in it)")

@@ -15,10 +15,10 @@ from genpt.errors import GenptError
 from genpt.interop.common import Converted, cut_positions
 from genpt.interop.genpt import read_genpt, write_genpt
 from genpt.interop.hf import read_hf, write_hf
-from genpt.interop.openai import read_release
+from genpt.interop.openai import read_release, write_release
 
 FORMATS = ("openai", "hf", "genpt")
-TARGETS = ("genpt", "hf")
+TARGETS = ("genpt", "hf", "openai")
 
 
 def detect_format(path: str | Path) -> str:
@@ -66,7 +66,8 @@ def convert(path: str | Path, output: str | Path, *, source: str | None = None, 
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise GenptError(f"{output}: already exists; choose another --output")
     converted = read(path, source, n_ctx=n_ctx, n_head=n_head, pipeline=pipeline, seed=seed)
-    return write_genpt(converted, output) if target == "genpt" else write_hf(converted, output)
+    write = {"genpt": write_genpt, "hf": write_hf, "openai": write_release}[target]
+    return write(converted, output)
 
 
 __all__ = ["FORMATS", "TARGETS", "convert", "detect_format", "read"]

@@ -24,6 +24,7 @@ from genpt import io
 from genpt.config import ModelConfig
 from genpt.errors import GenptError
 from genpt.gpt1_tokenizer import ENCODER_FILE, MERGES_FILE, gpt1_tokenizer, read_vocabulary
+from genpt.gpt1_tokenizer import kind as tokenizer_kind
 from genpt.interop.common import Converted, append_rows, cut_positions
 
 SHAPES_FILE = "params_shapes.json"
@@ -160,19 +161,28 @@ def read_release(folder: str | Path, *, n_head: int = 12, n_ctx: int | None = No
     return Converted(config, state, tokenizer, source=f"openai:{folder}")
 
 
-def write_release(folder: str | Path, state: dict[str, torch.Tensor], config: ModelConfig,
-                  vocab_folder: str | Path) -> None:
-    """Write a model in the release layout, with the vocabulary files copied from `vocab_folder`.
+def write_release(converted: Converted, output: str | Path) -> Path:
+    """Write a language model over GPT-1's vocabulary in the release layout, whole or not at all.
 
-    The token embeddings past the vocabulary's (special tokens) are left out, as the release has none.
+    The arrays are cut into 10 shards as the release's are; the special tokens' embeddings are left out, as
+    the release has none, and so is a fine-tuned model's head, which the layout has no place for.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    n_vocab = len(read_vocabulary(Path(vocab_folder) / ENCODER_FILE, Path(vocab_folder) / MERGES_FILE).encoder)
-    arrays = [t.detach().float().cpu().numpy() for t in to_release(state, config.n_layer, n_vocab)]
-    (folder / SHAPES_FILE).write_text(json.dumps([list(a.shape) for a in arrays]))
+    if tokenizer_kind(converted.tokenizer) == "bpe":
+        raise GenptError(f"{converted.source}: the release layout holds GPT-1's vocabulary only, and this model's "
+                         "tokenizer is genpt's own BPE; export it with --to hf or keep it as genpt")
+    if converted.task is not None:
+        raise GenptError(f"{converted.source}: a fine-tuned model's task head has no place in the release layout; "
+                         "export it with --to hf")
+    model = json.loads(converted.tokenizer.to_str())["model"]
+    vocab = model["vocab"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    arrays = [t.detach().float().cpu().numpy() for t in to_release(converted.state, converted.config.n_layer,
+                                                                    len(vocab))]
     flat = np.concatenate([a.reshape(-1) for a in arrays])
-    for i, part in enumerate(np.array_split(flat, SHARDS)):
-        np.save(folder / shard_name(i), part)
-    for name in (ENCODER_FILE, MERGES_FILE):
-        (folder / name).write_bytes((Path(vocab_folder) / name).read_bytes())
+    with io.atomic_dir(output) as tmp:
+        (tmp / SHAPES_FILE).write_text(json.dumps([list(a.shape) for a in arrays]))
+        for i, part in enumerate(np.array_split(flat, SHARDS)):
+            np.save(tmp / shard_name(i), part)
+        (tmp / ENCODER_FILE).write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        (tmp / MERGES_FILE).write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges), encoding="utf-8")
+    return Path(output)
