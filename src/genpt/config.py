@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 import types
 import typing
@@ -295,17 +294,5 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] = 
     """Defaults, then the TOML file, then `--set` overrides; validated."""
     data = load_toml(path) if path else {}
     config = from_dict(PretrainConfig, apply_overrides(data, list(overrides)))
-    config.validate()
-    return config
-
-
-def model_config_from_json(path: Path) -> ModelConfig:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GenptError(f"{path}: missing; a genpt checkpoint holds config.json") from None
-    except json.JSONDecodeError as e:
-        raise GenptError(f"{path}: not valid JSON ({e})") from None
-    config = from_dict(ModelConfig, data.get("model", data), "model.")
     config.validate()
     return config

@@ -27,6 +27,7 @@ from pathlib import Path
 import tokenizers
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers
 
+from genpt import io
 from genpt.errors import GenptError
 from genpt.tokenizer import Tokenizer
 
@@ -56,12 +57,7 @@ def read_vocabulary(encoder_path: str | Path, merges_path: str | Path) -> Vocabu
     (empty when the file ends with a newline) are dropped.
     """
     encoder_path, merges_path = Path(encoder_path), Path(merges_path)
-    try:
-        encoder = json.loads(encoder_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GenptError(f"{encoder_path}: missing; expected the GPT-1 vocabulary (token -> id JSON)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GenptError(f"{encoder_path}: not a JSON vocabulary ({e})") from None
+    encoder = io.read_json(encoder_path, "expected the GPT-1 vocabulary (token -> id JSON)")
     if not isinstance(encoder, dict) or not all(isinstance(v, int) for v in encoder.values()):
         raise GenptError(f"{encoder_path}: expected a JSON object mapping each token to an integer id")
     if sorted(encoder.values()) != list(range(len(encoder))):

@@ -28,6 +28,7 @@ from genpt import io
 from genpt.config import ModelConfig
 from genpt.errors import GenptError
 from genpt.gpt1_tokenizer import SUFFIX, UNK, Vocabulary, gpt1_tokenizer, read_vocabulary
+from genpt.gpt1_tokenizer import kind as tokenizer_kind
 from genpt.interop.common import Converted, append_rows, cut_positions
 from genpt.tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -270,9 +271,7 @@ def _head(converted: Converted, weights: dict[str, torch.Tensor], config: dict) 
 
 
 def _write_tokenizer(tokenizer, folder: Path, n_ctx: int) -> None:
-    from genpt import gpt1_tokenizer
-
-    kind = gpt1_tokenizer.kind(tokenizer)
+    kind = tokenizer_kind(tokenizer)
     data = json.loads(tokenizer.to_str())
     if kind == "bpe":  # genpt's own byte-level BPE: the file is the tokenizer
         for t in data["added_tokens"]:
