@@ -55,6 +55,16 @@ def test_a_completed_folder_replaces_the_old_one_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_leftovers_of_a_killed_write_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "best"
+    (tmp_path / ".best.0123456789ab.tmp").mkdir()  # a folder write killed midway
+    (tmp_path / ".best.0123456789ab.old").mkdir()  # a swap killed midway
+    (tmp_path / ".notes.txt.0123456789ab.tmp").write_text("x")  # another file's
+    (tmp_path / ".best.keep").write_text("x")
+    io.remove_leftovers(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.keep", ".notes.txt.0123456789ab.tmp"]
+
+
 @pytest.mark.parametrize("content, message", [
     (None, r"missing\.json: missing; a genpt checkpoint holds it$"),
     (b'{"a": 1,', r"bad\.json: not valid JSON \(Expecting property name"),

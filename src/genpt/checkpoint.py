@@ -174,6 +174,7 @@ def write_checkpoint(
 ) -> None:
     """Write one checkpoint folder whole or not at all; the same checkpoint saved again is swapped whole."""
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not _tied(k)}
+    io.remove_leftovers(final)  # of a process killed while writing it (best/, say)
     with io.atomic_dir(final) as tmp:
         save_file(weights, tmp / WEIGHTS, metadata={"format": "pt", "step": str(state.get("step"))})
         io.write_json(tmp / CONFIG, config)

@@ -7,6 +7,7 @@ file is flushed to disk, then it is renamed into place and the folder's entry is
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -62,6 +63,15 @@ def replace_dir(new: Path, target: Path) -> None:
     else:
         os.replace(new, target)
     fsync_dir(target.parent)
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove what atomic writes to `path` killed midway left beside it (`.NAME.HEX.tmp`, `.NAME.HEX.old`)."""
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if p.is_dir() and p.name.endswith((".tmp", ".old")):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.endswith((".tmp", ".old")):
+            p.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -137,5 +147,5 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "genpt"
 
 
-__all__ = ["atomic_dir", "atomic_path", "cache_dir", "fsync_dir", "fsync_file", "read_json", "replace_dir",
-           "replace_file", "sibling", "write_bytes", "write_json", "write_text"]
+__all__ = ["atomic_dir", "atomic_path", "cache_dir", "fsync_dir", "fsync_file", "read_json", "remove_leftovers",
+           "replace_dir", "replace_file", "sibling", "write_bytes", "write_json", "write_text"]
