@@ -1,9 +1,10 @@
 """What each CPU optimisation of genpt's training step gains: the same step with them switched on one by one.
 
 All variants live in one process and are timed in turns (round-robin), so drift in the machine hits
-each alike; reported are the medians. The switches replace genpt's fast paths by PyTorch's plain ones:
-`F.linear` (MKL) for genpt.onednn, `F.dropout` for genpt.dropout, SDPA's math path for the attention
-with dropout, the full-logits cross-entropy for genpt.lm_loss, and the for-each AdamW for the fused one.
+each alike; reported are the medians. The switches turn genpt.kernels' fast paths off, leaving their
+plain twins: `F.linear` (MKL) for oneDNN, `F.dropout` for the 16-bit masks, SDPA's math path for the
+attention with dropout, the full-logits cross-entropy for the chunked loss, and the for-each AdamW for
+the fused one.
 
     python bench/cpu_ablation.py                 # small shape, float32
     python bench/cpu_ablation.py --dtype bfloat16
@@ -16,37 +17,20 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
-import genpt.dropout
-import genpt.lm_loss
-import genpt.model
-import genpt.onednn
+from genpt import kernels
 from genpt.config import ModelConfig
-from genpt.model import GPT, param_groups
+from genpt.model import GPT
+from genpt.train.optimizers import param_groups
 
-FAST = {
-    "linear": genpt.onednn.ENABLED,
-    "dropout": genpt.dropout.dropout,
-    "attention": genpt.model.causal_attention_with_dropout,
-    "lm_loss": genpt.lm_loss.fused_applies,
-}
-PLAIN = {
-    "linear": False,
-    "dropout": lambda x, p, training: F.dropout(x, p, training),
-    "attention": lambda q, k, v, p: F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True),
-    "lm_loss": lambda h, vocab: False,
-}
 STEPS = ["fused AdamW", "linear", "dropout", "attention", "lm_loss"]  # switched on in this order
 NAMES = {"fused AdamW": "+ fused AdamW", "linear": "+ oneDNN float32 linear", "dropout": "+ 16-bit dropout masks",
          "attention": "+ attention with dropout (baddbmm)", "lm_loss": "+ chunked LM loss"}
 
 
-def switch(on: set[str]) -> None:
-    genpt.onednn.ENABLED = FAST["linear"] if "linear" in on else PLAIN["linear"]
-    genpt.dropout.dropout = FAST["dropout"] if "dropout" in on else PLAIN["dropout"]
-    genpt.model.causal_attention_with_dropout = FAST["attention"] if "attention" in on else PLAIN["attention"]
-    genpt.lm_loss.fused_applies = FAST["lm_loss"] if "lm_loss" in on else PLAIN["lm_loss"]
+def switched_off(on: set[str]):
+    """A context in which the kernels' fast paths not in `on` give way to their plain twins."""
+    return kernels.disable(*(name for name in STEPS if name in kernels.PATHS and name not in on))
 
 
 def main() -> None:
@@ -66,11 +50,11 @@ def main() -> None:
         opt = torch.optim.AdamW(param_groups(model, 0.01), lr=2.5e-4, fused="fused AdamW" in on)
 
         def step(model=model, opt=opt, on=on):
-            switch(on)
             opt.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
-                loss = model(ids, labels=ids, return_logits=False).loss
-            loss.backward()
+            with switched_off(on):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+                    loss = model(ids, labels=ids, return_logits=False).loss
+                loss.backward()
             opt.step()
 
         for _ in range(2):

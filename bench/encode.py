@@ -61,6 +61,7 @@ def main() -> None:
     # Before tokenizers starts its thread pool, which reads this once.
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    from genpt.data.corpus import train_tokenizer
     from genpt.tokenizer import Tokenizer
 
     def log(message: str) -> None:
@@ -72,7 +73,7 @@ def main() -> None:
         tokenizer = Tokenizer.load(args.tokenizer)
     else:
         began = time.perf_counter()
-        tokenizer = Tokenizer.train(sorted(BOOKS.glob("*.txt.gz")), vocab_size=256 + 5 + MERGES)
+        tokenizer = train_tokenizer(sorted(BOOKS.glob("*.txt.gz")), vocab_size=256 + 5 + MERGES)
         log(f"trained a {MERGES}-merge byte-level BPE on {BOOKS} in {time.perf_counter() - began:.1f} s")
         if args.save_tokenizer:
             tokenizer.save(args.save_tokenizer)

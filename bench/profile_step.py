@@ -25,8 +25,8 @@ from collections import defaultdict
 import torch
 from train_throughput import SHAPES
 
-from genpt.attention_kernels import preferred_attention_kernels
 from genpt.config import ATTENTION_KERNELS, ModelConfig, TrainConfig
+from genpt.kernels import preferred_attention_kernels
 from genpt.model import GPT
 from genpt.train.optimizers import make_optimizer
 

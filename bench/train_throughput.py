@@ -42,7 +42,7 @@ IMPLEMENTATIONS = ("genpt", "hf", "litgpt")
 NAMES = {"genpt": "genpt GPT", "hf": "HF OpenAIGPT", "litgpt": "litgpt GPT"}
 LITGPT_PYTHON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".venv-litgpt", "bin", "python")
 ADAMW = dict(lr=2.5e-4, betas=(0.9, 0.999), eps=1e-8)  # GPT-1's pre-training optimiser
-WEIGHT_DECAY = 0.01  # on matrices only, for both (genpt.model.param_groups)
+WEIGHT_DECAY = 0.01  # on matrices only, for both (genpt.train.optimizers.param_groups)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,8 +168,8 @@ def worker(args: argparse.Namespace) -> dict:
     """Time training steps of one implementation in this process; return its step times."""
     import torch
 
-    from genpt.attention_kernels import preferred_attention_kernels
-    from genpt.model import param_groups
+    from genpt.kernels import preferred_attention_kernels
+    from genpt.train.optimizers import param_groups
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     # Workers get the resolved values, so both run exactly the same configuration.
     argv += ["--device", args.device, "--batch", str(args.batch), "--threads", str(args.threads)]
 
-    from genpt.model import count_flops_per_token
+    from genpt.train.flops import count_flops_per_token
 
     config = model_config(args)
     tokens_per_step = args.batch * config.n_ctx

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from genpt.config import FinetuneConfig
-from genpt.data.tasks import builtin_task, read_examples, story_cloze_split
+from genpt.data.readers import read_examples, story_cloze_split
+from genpt.data.tasks import builtin_task
 from genpt.train.finetune import finetune
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genpt.data.corpus import prepare
-from genpt.tokenizer import Tokenizer
+from genpt.data.corpus import prepare, train_tokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -33,5 +32,5 @@ def shards(tmp_path_factory):
     for i in range(10):
         (root / f"part{i}.txt").write_text(text[i * 30_000 : (i + 1) * 30_000])
     out = root / "shards"
-    prepare([root], Tokenizer.train([root], vocab_size=400), out, val_fraction=0.2, workers=1, progress=False)
+    prepare([root], train_tokenizer([root], vocab_size=400), out, val_fraction=0.2, workers=1, progress=False)
     return out

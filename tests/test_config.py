@@ -1,5 +1,7 @@
 """Settings: TOML files, --set overrides named as GPT-1's code names them, and clear errors."""
 
+import dataclasses
+
 import pytest
 
 from genpt.config import PretrainConfig, load_pretrain_config
@@ -48,3 +50,51 @@ def test_bad_toml_names_the_file(tmp_path):
         load_pretrain_config(path)
     with pytest.raises(GenptError, match="config file not found"):
         load_pretrain_config(tmp_path / "missing.toml")
+
+
+def test_finetune_settings_come_from_defaults_then_toml_then_set_then_flags(tmp_path, monkeypatch):
+    from genpt.cli import main
+    from genpt.config import load_finetune_config
+    from genpt.train import finetune as finetune_module
+
+    toml = tmp_path / "ft.toml"
+    toml.write_text("[finetune]\nlr = 1e-4\nepochs = 5\nbatch_size = 8\ndtype = \"bfloat16\"\n")
+    cfg = load_finetune_config(toml, ["finetune.epochs=2", "finetune.batch_size=4"])
+    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.dtype, cfg.lm_coef) == (1e-4, 2, 4, "bfloat16", 0.5)
+    class Called(Exception):
+        pass
+
+    def finetune(*args, **kwargs):
+        raise Called(args[5])
+
+    monkeypatch.setattr(finetune_module, "finetune", finetune)
+    with pytest.raises(Called) as called:
+        main(["finetune", "--init", "x", "--train", "t.tsv", "-o", str(tmp_path / "out"), "--task", "sst2",
+              "--config", str(toml), "--set", "finetune.epochs=2", "--set", "finetune.batch_size=4",
+              "--batch-size", "16"])
+    cfg = called.value.args[0]
+    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.dtype) == (1e-4, 2, 16, "bfloat16")
+
+
+def test_finetune_settings_are_the_training_step_settings_declared_once():
+    from genpt.config import FinetuneConfig, StepSettings, TrainConfig
+
+    shared = {f.name for f in dataclasses.fields(StepSettings)}
+    assert shared <= {f.name for f in dataclasses.fields(FinetuneConfig)}
+    assert shared <= {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = FinetuneConfig(dtype="bfloat16", strategy="fsdp", grad_clip=0.5)
+    assert {k: getattr(TrainConfig(**cfg.step_settings()), k) for k in shared} == cfg.step_settings()
+
+
+def test_finetune_config_files_name_their_mistakes(tmp_path):
+    from genpt.config import load_finetune_config
+
+    toml = tmp_path / "ft.toml"
+    toml.write_text("[train]\nlr = 1e-4\n")
+    with pytest.raises(GenptError, match=r"unknown setting section\(s\) \['train'\]"):
+        load_finetune_config(toml)
+    toml.write_text("[finetune]\nlearning_rate = 1e-4\n")
+    with pytest.raises(GenptError, match="unknown setting 'finetune.learning_rate'"):
+        load_finetune_config(toml)
+    with pytest.raises(GenptError, match="finetune.dtype must be float32 or bfloat16"):
+        load_finetune_config(None, ["finetune.dtype=float16"])

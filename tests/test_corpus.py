@@ -16,7 +16,9 @@ from tokenizers import decoders, models, pre_tokenizers
 
 from genpt.data import corpus
 from genpt.data import documents as reader
-from genpt.data.corpus import LMBatches, TokenShards, expand_inputs, iter_documents, prepare
+from genpt.data.corpus import prepare, train_tokenizer
+from genpt.data.documents import expand_inputs, iter_documents
+from genpt.data.shards import LMBatches, TokenShards
 from genpt.errors import GenptError
 from genpt.tokenizer import Tokenizer
 
@@ -31,7 +33,7 @@ def shakespeare() -> str:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
-    return Tokenizer.train([shared_data("tinyshakespeare", "input.txt")], vocab_size=600)
+    return train_tokenizer([shared_data("tinyshakespeare", "input.txt")], vocab_size=600)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -189,7 +191,7 @@ def test_strip_gutenberg_flag_reaches_the_stripper(tmp_path, tokenizer, fake_gut
     stats = prepare([path], tokenizer, tmp_path / "out", val_fraction=0, strip_gutenberg=True, **IN_PROCESS)
     assert tokenizer.decode(TokenShards(stats.output_dir).read(0, stats.train_tokens)) == "the book itself<|endoftext|>"
     assert json.loads((stats.output_dir / "meta.json").read_text())["strip_gutenberg"] is True
-    trained = Tokenizer.train([path] * 3, vocab_size=300, min_frequency=1, strip_gutenberg=True)
+    trained = train_tokenizer([path] * 3, vocab_size=300, min_frequency=1, strip_gutenberg=True)
     vocab = trained.hf.get_vocab()
     assert "Ġbook" in vocab and not any("lic" in token for token in vocab)
 
@@ -238,6 +240,7 @@ def test_prepared_shards_decode_back_to_whole_documents_in_order(tmp_path, docum
     assert train == [t for t in in_file_order if t in train] and val == [t for t in in_file_order if t in val]
 
 
+@pytest.mark.slow
 def test_prepare_output_is_identical_with_one_or_two_workers(tmp_path, documents, tokenizer, monkeypatch):
     monkeypatch.setattr(reader, "PIECE_CHARS", 4000)  # many tasks in flight, so order matters
     monkeypatch.setattr(corpus, "PIECE_CHARS", 4000)

@@ -14,6 +14,7 @@ import tokenizers
 from conftest import shared_data
 from tokenizers import models, pre_tokenizers
 
+from genpt.data.corpus import train_tokenizer
 from genpt.fast_bpe import PATTERN, NotExact, build_encoding, byte_to_unicode, cut_text, mergeable_ranks
 from genpt.gpt1_tokenizer import find_vocabulary, transformers_tokenizer
 from genpt.tokenizer import SPECIAL_TOKENS, Tokenizer
@@ -50,7 +51,7 @@ ODD = [
 def tokenizer() -> Tokenizer:
     """4,000 ids trained on Tiny Shakespeare and two books: real merges, trained in a few seconds."""
     books = [shared_data("gutenberg", name) for name in ("pg2500.txt.gz", "863-0.txt.gz")]
-    return Tokenizer.train([shared_data("tinyshakespeare", "input.txt"), *books], vocab_size=4000)
+    return train_tokenizer([shared_data("tinyshakespeare", "input.txt"), *books], vocab_size=4000)
 
 
 def _read(name: str) -> str:
@@ -82,6 +83,7 @@ def test_the_real_files_compared_hold_megabytes_of_text():
     assert sum(len(_read(name).encode("utf-8")) for name in REAL_FILES) > 6_000_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REAL_FILES)
 def test_ids_equal_tokenizers_on_every_line_of_a_real_file(tokenizer, name, threads):
     assert tokenizer._tiktoken() is not None, "a tokenizer trained by genpt must take the fast path"
@@ -156,6 +158,7 @@ def _probe_tokenizer() -> tokenizers.Tokenizer:
     return hf
 
 
+@pytest.mark.slow
 def test_both_regex_engines_put_every_code_point_in_the_same_class():
     # Oniguruma (tokenizers) and fancy-regex (tiktoken) carry their own Unicode tables. All of planes 0-3
     # and 14 (every script so far), and a sample of the rest (unassigned or private use).

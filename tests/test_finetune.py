@@ -9,8 +9,9 @@ from conftest import shared_data
 from genpt import checkpoint as ckpt
 from genpt.cli import main
 from genpt.config import PretrainConfig
-from genpt.data.corpus import prepare
-from genpt.data.tasks import builtin_task, read_examples
+from genpt.data.corpus import prepare, train_tokenizer
+from genpt.data.readers import read_examples
+from genpt.data.tasks import builtin_task
 from genpt.load import load_finetuned, load_lm
 from genpt.tokenizer import Tokenizer
 from genpt.train.pretrain import pretrain
@@ -23,7 +24,7 @@ def pretrained(tmp_path_factory):
     text = shared_data("tinyshakespeare", "input.txt").read_text()
     for i in range(4):
         (root / f"p{i}.txt").write_text(text[i * 20_000 : (i + 1) * 20_000])
-    prepare([root], Tokenizer.train([root], vocab_size=300), root / "shards", val_fraction=0.25, workers=1,
+    prepare([root], train_tokenizer([root], vocab_size=300), root / "shards", val_fraction=0.25, workers=1,
             progress=False)
     config = PretrainConfig()
     for key, value in dict(n_layer=2, n_embd=32, n_head=2, n_ctx=64).items():
@@ -55,6 +56,7 @@ BUILTIN = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task, train, dev, metrics", BUILTIN, ids=[f"{b[0]}-{b[1][-1]}" for b in BUILTIN])
 def test_finetune_then_evaluate_builtin_task(pretrained, tmp_path, capsys, task, train, dev, metrics):
     suffix = train[-1].rsplit(".", 1)[1]
@@ -74,6 +76,7 @@ def test_finetune_then_evaluate_builtin_task(pretrained, tmp_path, capsys, task,
         assert result[name] == pytest.approx(summary["best"][name], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_custom_csv_task_without_code_and_predict(pretrained, tmp_path, capsys):
     rows = ["review,verdict"] + [f"\"{w} film, truly {w}\",{v}" for w, v in
                                  [("great", "good"), ("awful", "bad")] * 20]

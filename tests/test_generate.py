@@ -20,6 +20,7 @@ def greedy_without_cache(model, ids, n):
     return ids
 
 
+@pytest.mark.slow
 def test_greedy_with_cache_equals_recomputing_everything_even_past_the_context():
     model = GPT(SHARP).eval()
     prompt = torch.randint(0, 50, (2, 5))
@@ -30,6 +31,7 @@ def test_greedy_with_cache_equals_recomputing_everything_even_past_the_context()
     assert len(set(out[0, 5:].tolist())) > 3  # a model stuck on one token would prove nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lengths", [(1, 7, 12, 4), (3, 20)])  # 20 > n_ctx: the window slides at once
 def test_ragged_batch_generates_what_each_prompt_generates_alone(lengths):
     model = GPT(SHARP).eval()
@@ -83,6 +85,7 @@ def test_same_seed_same_sample():
     assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_same_seed_same_sample_for_a_ragged_batch():
     model = GPT(SHARP)
     prompts = [[1, 2, 3], [4], [5, 6, 7, 8, 9, 10]]

@@ -11,23 +11,47 @@ import pytest
 from conftest import shared_data
 
 from genpt.errors import GenptError
-from genpt.gpt1_tokenizer import (
-    GPT1Tokenizer,
-    find_vocabulary,
-    fix_text,
-    load,
-    read_vocabulary,
-    release_tokenizer,
-    spacy_spans,
-    standardized_chunks,
-    text_standardize,
-    transformers_tokenizer,
-)
+from genpt.gpt1_release import GPT1Tokenizer, fix_text, standardized_chunks
+from genpt.gpt1_tokenizer import find_vocabulary, load, read_vocabulary, release_tokenizer, transformers_tokenizer
 from genpt.tokenizer import Tokenizer
 
 ftfy = pytest.importorskip("ftfy", reason="the release pipeline needs ftfy and spaCy: pip install ftfy==6.3.1 "
                            "spacy==3.8.18")
 pytest.importorskip("spacy", reason="the release pipeline needs spaCy: pip install spacy==3.8.18")
+
+
+def text_standardize(text: str) -> str:
+    """Reference: the release's clean-up before spaCy (dashes, ellipses, spaces around punctuation, newlines),
+    verbatim."""
+    text = text.replace("—", "-")
+    text = text.replace("–", "-")
+    text = text.replace("―", "-")
+    text = text.replace("…", "...")
+    text = text.replace("´", "'")
+    text = re.sub(r"""(-+|~+|!+|"+|;+|\?+|\++|,+|\)+|\(+|\\+|\/+|\*+|\[+|\]+|}+|{+|\|+|_+)""", r" \1 ", text)
+    text = re.sub(r"\s*\n\s*", " \n ", text)
+    text = re.sub(r"[^\S\n]+", " ", text)
+    return text.strip()
+
+
+_RUNS = re.compile(r"\S+|\s+")  # re's \s is str.isspace(), which is what spaCy splits on
+
+
+def spacy_spans(text: str) -> list[str]:
+    """Reference: the pieces spaCy's tokenizer splits `text` into before its rules run on each piece alone.
+
+    Runs of non-space and of space characters alternate; a space that ends a token belongs to it, and any
+    other whitespace becomes a piece of its own (as spaCy's `Tokenizer._tokenize_affixes` does).
+    """
+    spans = []
+    for match in _RUNS.finditer(text):
+        run = match.group()
+        if run[0].isspace() and match.start() > 0 and run[0] == " ":
+            run = run[1:]
+        if run:
+            spans.append(run)
+    return spans
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

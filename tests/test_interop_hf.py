@@ -177,6 +177,7 @@ def test_similarity_head_cannot_be_exported_and_says_why(tmp_path, capsys):
     assert not (tmp_path / "hf").exists()
 
 
+@pytest.mark.slow
 def test_finetune_init_accepts_an_hf_folder_and_converts_it_once(hf_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("GENPT_CACHE", str(tmp_path / "cache"))
     _, folder = hf_folder

@@ -12,6 +12,7 @@ from conftest import shared_data
 
 from genpt import GPT, ModelConfig
 from genpt.cli import main
+from genpt.data.corpus import train_tokenizer
 from genpt.errors import GenptError
 from genpt.gpt1_tokenizer import ENCODER_FILE, MERGES_FILE, GPT1Tokenizer
 from genpt.interop import convert, read
@@ -95,7 +96,6 @@ def test_release_to_genpt_and_back_gives_the_same_arrays_and_vocabulary(release,
 def test_a_fine_tuned_model_or_another_vocabulary_is_not_written_as_a_release(release, tmp_path):
     from genpt.interop.common import Converted
     from genpt.interop.openai import write_release
-    from genpt.tokenizer import Tokenizer
 
     tuned = read(release[1], "openai", n_head=SHAPE["n_head"])
     tuned.task = {"name": "sst2", "transform": "classification"}
@@ -104,7 +104,7 @@ def test_a_fine_tuned_model_or_another_vocabulary_is_not_written_as_a_release(re
 
     text = tmp_path / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 50)
-    tokenizer = Tokenizer.train([text], vocab_size=300)
+    tokenizer = train_tokenizer([text], vocab_size=300)
     config = ModelConfig(vocab_size=tokenizer.vocab_size, n_ctx=16, n_embd=32, n_layer=1, n_head=4)
     with pytest.raises(GenptError, match="holds GPT-1's vocabulary only"):
         write_release(Converted(config, GPT(config).state_dict(), tokenizer, source="genpt:x"), tmp_path / "out")

@@ -8,12 +8,12 @@ import torch
 
 from genpt import checkpoint as ckpt
 from genpt.config import ModelConfig
+from genpt.data.corpus import train_tokenizer
 from genpt.data.tasks import builtin_task
 from genpt.errors import GenptError
 from genpt.interop import convert
 from genpt.load import load_finetuned, load_lm, load_model
 from genpt.model import GPT, GPTForTask
-from genpt.tokenizer import Tokenizer
 
 CONFIG = ModelConfig(n_ctx=32, n_embd=32, n_layer=2, n_head=2)
 
@@ -22,7 +22,7 @@ CONFIG = ModelConfig(n_ctx=32, n_embd=32, n_layer=2, n_head=2)
 def tokenizer(tmp_path_factory):
     text = tmp_path_factory.mktemp("text") / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
-    tokenizer = Tokenizer.train([text], vocab_size=300)
+    tokenizer = train_tokenizer([text], vocab_size=300)
     tokenizer.save(text.parent / "tokenizer.json")
     return tokenizer, text.parent / "tokenizer.json"
 

@@ -64,6 +64,7 @@ def test_the_schedule_sets_both_halves_and_muon_lr_scales_the_matrices():
     assert {g["lr"] for g in optimizer.adamw.param_groups} == {5e-4}
 
 
+@pytest.mark.slow
 def test_muon_lowers_the_loss_of_a_tiny_model():
     model = tiny_gpt()
     optimizer = make_optimizer(model, TrainConfig(optimizer="muon", lr=3e-3), CPU)
@@ -71,6 +72,7 @@ def test_muon_lowers_the_loss_of_a_tiny_model():
     assert losses[-1] < 0.7 * losses[0]
 
 
+@pytest.mark.slow
 def test_saved_and_reloaded_state_continues_exactly_as_uninterrupted():
     cfg = TrainConfig(optimizer="muon", lr=3e-3)
     model = tiny_gpt()

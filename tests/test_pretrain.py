@@ -7,10 +7,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from genpt.checkpoint import checkpoint_dirs
-from genpt.data.corpus import prepare
-from genpt.tokenizer import Tokenizer
+from genpt.data.corpus import prepare, train_tokenizer
 from genpt.train.metrics_log import read_metrics
+
+pytestmark = pytest.mark.slow  # every test here runs `genpt` in a subprocess, most of them training
 
 SMALL = ["--set", "model.n_layer=2", "--set", "model.n_embd=32", "--set", "model.n_head=2",
          "--set", "model.n_ctx=32", "--set", "train.batch_size=4", "--set", "train.warmup_steps=10",
@@ -88,7 +91,7 @@ def test_checkpoint_from_another_tokenizer_is_refused(shards, tmp_path):
     (other_root / "a.txt").write_text("completely different text " * 500)
     (other_root / "b.txt").write_text("and yet more different words " * 500)
     other = other_root / "shards"
-    prepare([other_root], Tokenizer.train([other_root], vocab_size=300), other, val_fraction=0.5,
+    prepare([other_root], train_tokenizer([other_root], vocab_size=300), other, val_fraction=0.5,
             workers=1, progress=False)
     result = genpt("pretrain", "-o", str(run), "--resume", "--shards", str(other), "--max-steps", "50")
     assert result.returncode == 2

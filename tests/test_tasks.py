@@ -9,16 +9,8 @@ import pytest
 from conftest import shared_data
 from sklearn.model_selection import train_test_split
 
-from genpt.data.tasks import (
-    BUILTIN_TASKS,
-    Example,
-    TaskSpec,
-    builtin_task,
-    custom_task,
-    read_examples,
-    story_cloze_split,
-    task_from_toml,
-)
+from genpt.data.readers import infer_labels, read_examples, story_cloze_split
+from genpt.data.tasks import BUILTIN_TASKS, Example, TaskSpec, builtin_task, custom_task, task_from_toml
 from genpt.errors import GenptError
 
 STORY_CLOZE = ("story_cloze", "cloze_test_val__spring2016 - cloze_test_ALL_val.csv")
@@ -165,8 +157,8 @@ CSV = ('id,title,body,verdict\n'
 
 def test_csv_task_defined_without_code_reads_quotes_and_infers_sorted_labels(tmp_path):
     path = write(tmp_path / "reviews.csv", CSV)
-    spec = custom_task(name="reviews", type="entailment", columns=["title", "body"], label_column="verdict",
-                       train_file=path)
+    spec = infer_labels(custom_task(name="reviews", type="entailment", columns=["title", "body"],
+                                    label_column="verdict"), path)
     assert (spec.transform, spec.target, spec.label_names, spec.format) == (
         "entailment", "class", ("bad", "good"), "auto")
     examples = read_examples(spec, path)
@@ -192,8 +184,7 @@ def test_custom_types_map_to_transforms_targets_and_labels(tmp_path):
     path = write(tmp_path / "mc.jsonl", '{"q": "2+2?", "a0": "3", "a1": "4", "a2": "5", "answer": 1}\n\n')
     assert read_examples(choice, path) == [Example(("2+2?", "3", "4", "5"), 1, f"{path}:1")]
     numbers = write(tmp_path / "n.tsv", "x\ty\nA\t10\nB\t2\nC\t1\n")
-    numeric = custom_task(name="n", type="classification", columns=["x"], label_column="y",
-                          train_file=numbers)
+    numeric = infer_labels(custom_task(name="n", type="classification", columns=["x"], label_column="y"), numbers)
     assert numeric.label_names == ("1", "2", "10")
     no_header = custom_task(name="h", type="classification", format="tsv", header=False, columns=[1],
                             label_column=0, labels=["neg", "pos"])

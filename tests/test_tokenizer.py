@@ -10,6 +10,7 @@ import tokenizers
 from conftest import SHARED_DATA, shared_data
 from tokenizers import models, pre_tokenizers
 
+from genpt.data.corpus import train_tokenizer
 from genpt.errors import GenptError
 from genpt.tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -33,7 +34,7 @@ ODD_TEXTS = [
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
     """Trained once for the module, on the real Tiny Shakespeare file, small enough to be quick."""
-    return Tokenizer.train([shared_data("tinyshakespeare", "input.txt")], vocab_size=1000)
+    return train_tokenizer([shared_data("tinyshakespeare", "input.txt")], vocab_size=1000)
 
 
 def _shared_files():
@@ -96,14 +97,14 @@ def test_decode_shows_or_skips_special_tokens(tokenizer):
 
 
 def test_training_twice_on_the_same_text_gives_the_same_tokenizer(tokenizer):
-    again = Tokenizer.train([shared_data("tinyshakespeare", "input.txt")], vocab_size=1000)
+    again = train_tokenizer([shared_data("tinyshakespeare", "input.txt")], vocab_size=1000)
     assert again.fingerprint == tokenizer.fingerprint
 
 
 def test_training_reads_jsonl_fields_and_gzip_through_the_corpus_reader(tmp_path):
     records = [json.dumps({"title": "ignored heading", "body": "zebra crossing " * 20})] * 5
     (tmp_path / "docs.jsonl.gz").write_bytes(gzip.compress("\n".join(records).encode()))
-    trained = Tokenizer.train([tmp_path / "docs.jsonl.gz"], vocab_size=300, text_field="body")
+    trained = train_tokenizer([tmp_path / "docs.jsonl.gz"], vocab_size=300, text_field="body")
     vocab = trained.hf.get_vocab()
     assert "Ġzebra" in vocab and not any("head" in token for token in vocab)
 
@@ -111,7 +112,7 @@ def test_training_reads_jsonl_fields_and_gzip_through_the_corpus_reader(tmp_path
 def test_vocab_smaller_than_bytes_plus_special_tokens_is_rejected(tmp_path):
     (tmp_path / "a.txt").write_text("some text")
     with pytest.raises(GenptError, match="at least 261"):
-        Tokenizer.train([tmp_path / "a.txt"], vocab_size=260)
+        train_tokenizer([tmp_path / "a.txt"], vocab_size=260)
 
 
 def test_save_then_load_keeps_fingerprint_and_ids(tokenizer, tmp_path):

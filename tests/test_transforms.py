@@ -2,17 +2,17 @@
 
 import pytest
 
+from genpt.data.corpus import train_tokenizer
 from genpt.data.tasks import Example, custom_task
 from genpt.data.transforms import collate, encode_example, encode_examples, fit_pair
-from genpt.model import IGNORE_INDEX
-from genpt.tokenizer import Tokenizer
+from genpt.labels import IGNORE_INDEX
 
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
     corpus = tmp_path_factory.mktemp("tok") / "corpus.txt"
     corpus.write_text("the cat sat on the mat. a dog ran in the park. is it true? yes it is.\n" * 50)
-    return Tokenizer.train([corpus], vocab_size=300)
+    return train_tokenizer([corpus], vocab_size=300)
 
 
 def spec(type_, columns, **kw):

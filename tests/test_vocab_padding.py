@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from genpt.config import ModelConfig, TrainConfig
+from genpt.data.corpus import train_tokenizer
 from genpt.errors import GenptError
 from genpt.generate import generate
 from genpt.interop import convert
 from genpt.interop.common import Converted, unpadded
 from genpt.interop.genpt import read_genpt, write_genpt
-from genpt.lm_loss import rows_per_chunk
+from genpt.kernels.chunked_loss import rows_per_chunk
 from genpt.load import load_lm
 from genpt.model import GPT
-from genpt.tokenizer import Tokenizer
 from genpt.train.optimizers import make_optimizer
 
 VOCAB = 100
@@ -47,6 +47,7 @@ def test_padding_rows_start_at_zero_and_the_head_stays_tied():
     assert model.tokens_embed.weight[:VOCAB].std().item() == pytest.approx(0.02, rel=0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rows", [16, 5 * rows_per_chunk(VOCAB) + 3], ids=["plain-path", "chunked-path"])
 def test_logits_loss_and_gradients_equal_the_unpadded_model(rows):
     plain, padded = twins()
@@ -64,6 +65,7 @@ def test_logits_loss_and_gradients_equal_the_unpadded_model(rows):
     assert padded.tokens_embed.weight.grad[VOCAB:].abs().max() == 0
 
 
+@pytest.mark.slow
 def test_training_leaves_the_padding_rows_at_zero():
     _, model = twins()
     model.train()
@@ -88,7 +90,7 @@ def test_generation_is_the_unpadded_models():
 def padded_checkpoint(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
-    tokenizer = Tokenizer.train([text], vocab_size=300)
+    tokenizer = train_tokenizer([text], vocab_size=300)
     config = dataclasses.replace(PADDED, vocab_size=tokenizer.vocab_size)
     torch.manual_seed(1)
     model = GPT(config).eval()

@@ -7,17 +7,19 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
+from genpt.config import STRATEGIES
+from genpt.data.tasks import TYPES
 from genpt.errors import GenptError
+from genpt.gpt1_tokenizer import PIPELINES
 
 log = logging.getLogger("genpt")
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
-    from genpt.tokenizer import Tokenizer
+    from genpt.data.corpus import train_tokenizer
 
-    tokenizer = Tokenizer.train(args.inputs, args.vocab_size, strip_gutenberg=args.strip_gutenberg)
+    tokenizer = train_tokenizer(args.inputs, args.vocab_size, strip_gutenberg=args.strip_gutenberg)
     tokenizer.save(args.output)
     print(f"tokenizer with {tokenizer.vocab_size} ids written to {args.output}")
 
@@ -38,19 +40,15 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from genpt.config import load_pretrain_config
     from genpt.train.distributed import is_main_process
-    from genpt.train.pretrain import pretrain, resume_config
+    from genpt.train.pretrain import pretrain, run_config
 
     overrides = list(args.set)
     for flag, key in ((args.shards, "data.shards"), (args.max_steps, "train.max_steps"),
                       (args.max_minutes, "train.max_minutes"), (args.strategy, "train.strategy")):
         if flag is not None:
             overrides.append(f"{key}={json.dumps(flag)}")
-    if args.resume and (Path(args.output) / "config.json").exists():
-        config = resume_config(args.output, overrides)
-    else:
-        config = load_pretrain_config(args.config, overrides)
+    config = run_config(args.output, overrides, resume=args.resume, config_file=args.config)
     result = pretrain(config, args.output, resume=args.resume)
     summary = {"step": result.step, "tokens": result.tokens_seen, "seconds": round(result.seconds, 1),
                "checkpoint": str(result.checkpoint), **{f"val_{k}": v for k, v in result.last_eval.items()}}
@@ -77,18 +75,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_perplexity(args: argparse.Namespace) -> None:
-    from genpt.data.corpus import iter_documents
     from genpt.load import load_model
-    from genpt.scoring import perplexity
+    from genpt.scoring import perplexity_of_files
 
     loaded = load_model(args.run)
-    model, tokenizer = loaded.lm, loaded.tokenizer
-    ids: list[int] = []
-    for doc in iter_documents(args.inputs, strip_gutenberg=args.strip_gutenberg):
-        ids.extend(tokenizer.encode(doc.text))
-        if doc.last:  # a long document arrives in several pieces
-            ids.append(tokenizer.eot_id)
-    result = perplexity(model, ids)
+    result = perplexity_of_files(loaded.lm, loaded.tokenizer, args.inputs, strip_gutenberg=args.strip_gutenberg)
     if args.json:
         print(json.dumps({"tokens": result.tokens, "loss": result.loss, "perplexity": result.perplexity}))
     else:
@@ -117,7 +108,10 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 def task_from_args(args: argparse.Namespace):
     """A built-in task by name, a TOML task file, or a custom task described by flags."""
+    from genpt.data.readers import infer_labels
     from genpt.data.tasks import builtin_task, custom_task, task_from_toml
+
+    train_file = getattr(args, "train", None)
 
     if args.type:
         columns = [c.strip() for c in args.columns.split(",")] if args.columns else []
@@ -126,15 +120,16 @@ def task_from_args(args: argparse.Namespace):
         label = args.label_column
         if label is not None and not args.header and label.isdigit():
             label = int(label)
-        return custom_task(
+        spec = custom_task(
             name=args.task or "custom", type=args.type, format=args.format, columns=columns,
             label_column=label, labels=args.labels.split(",") if args.labels else None, header=args.header,
-            train_file=getattr(args, "train", None),
         )
+        return spec if train_file is None else infer_labels(spec, train_file)
     if args.task is None:
         raise GenptError("--task is required: a built-in task name, a TOML task file, or a name with --type")
     if args.task.endswith(".toml"):
-        return task_from_toml(args.task, train_file=getattr(args, "train", None))
+        spec = task_from_toml(args.task)
+        return spec if train_file is None else infer_labels(spec, train_file)
     return builtin_task(args.task)
 
 
@@ -142,8 +137,7 @@ def add_task_flags(p: argparse.ArgumentParser, required: bool) -> None:
     g = p.add_argument_group("task", "a built-in task (sst2, cola, mrpc, stsb, ...), a TOML task file, "
                              "or a custom task described by --type and --columns")
     g.add_argument("--task", required=required, help="built-in name or a .toml task file")
-    g.add_argument("--type", choices=["classification", "entailment", "similarity", "multiple_choice",
-                                      "regression"], help="custom task: how the inputs are laid out")
+    g.add_argument("--type", choices=TYPES, help="custom task: how the inputs are laid out")
     g.add_argument("--columns", help="custom task: the text columns, comma-separated, in order")
     g.add_argument("--label-column", help="custom task: the label column")
     g.add_argument("--labels", help="custom task: the label values, comma-separated (default: those in --train)")
@@ -152,19 +146,15 @@ def add_task_flags(p: argparse.ArgumentParser, required: bool) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from genpt.config import FinetuneConfig, apply_overrides, from_dict
+    from genpt.config import load_finetune_config
     from genpt.train.distributed import is_main_process
     from genpt.train.finetune import finetune
 
-    values = {"lm_coef": args.lm_coef, "scratch": args.scratch or None, "transfer_layers": args.transfer_layers,
-              "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
-              "strategy": args.strategy}
-    data = {k: v for k, v in values.items() if v is not None}
-    data = apply_overrides({"finetune": data}, args.set)
-    cfg = from_dict(FinetuneConfig, data.get("finetune", {}), "finetune.")
-    extra = set(data) - {"finetune"}
-    if extra:
-        raise GenptError(f"unknown setting section(s) {sorted(extra)}; fine-tuning takes finetune.KEY=VALUE")
+    flags = {"lm_coef": args.lm_coef, "scratch": args.scratch or None, "transfer_layers": args.transfer_layers,
+             "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+             "strategy": args.strategy}
+    overrides = [*args.set, *(f"finetune.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
+    cfg = load_finetune_config(args.config, overrides)
     result = finetune(args.init, task_from_args(args), args.train, args.dev, args.output, cfg, resume=args.resume)
     if not is_main_process():  # under torchrun, rank 0 speaks for the job
         return
@@ -175,14 +165,15 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from genpt.data.tasks import read_examples
+    from genpt.data.readers import read_examples
+    from genpt.data.tasks import check_task_fits
+    from genpt.evaluation import score
     from genpt.load import load_finetuned
-    from genpt.predict import predict, score
+    from genpt.predict import predict
 
     finetuned = load_finetuned(args.run)
     task = finetuned.task if args.task is None and not args.type else task_from_args(args)
-    if task.transform != finetuned.task.transform or task.target != finetuned.task.target:
-        raise GenptError(f"--task {task.name} does not fit the model, which was fine-tuned on {finetuned.task.name}")
+    check_task_fits(task, finetuned.task)
     examples = read_examples(task, args.data)
     result = predict(finetuned, examples)
     values = score(task, result.predicted, examples)
@@ -193,7 +184,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from genpt.data.tasks import read_examples
+    from genpt.data.readers import read_examples
     from genpt.load import load_finetuned
     from genpt.predict import predict, write_predictions
 
@@ -265,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     p.add_argument("--max-steps", type=int, help="train.max_steps")
     p.add_argument("--max-minutes", type=float, help="train.max_minutes")
-    p.add_argument("--strategy", choices=["ddp", "fsdp"],
+    p.add_argument("--strategy", choices=STRATEGIES,
                    help="under torchrun: replicate the model (ddp, default) or shard it (fsdp); train.strategy")
     p.set_defaults(func=cmd_pretrain)
 
@@ -294,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("finetune", help="fine-tune a pre-trained model on a labeled task")
+    p.add_argument("--config", "-c", help="TOML settings file ([finetune])")
     p.add_argument("--init", required=True, help="pre-trained run or checkpoint folder")
     p.add_argument("--train", required=True, help="training file")
     p.add_argument("--dev", help="development file: metrics after each epoch, best epoch kept")
@@ -306,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tuning run")
-    p.add_argument("--strategy", choices=["ddp", "fsdp"],
+    p.add_argument("--strategy", choices=STRATEGIES,
                    help="under torchrun: replicate the model (ddp, default) or shard it (fsdp)")
     p.add_argument("--set", action="append", default=[], metavar="finetune.KEY=VALUE")
     add_task_flags(p, required=False)
@@ -334,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="folder to write (must not exist or be empty)")
     p.add_argument("--n-ctx", type=int, help="keep only the first N position embeddings")
     p.add_argument("--n-head", type=int, default=12, help="attention heads of a release model (not recorded in it)")
-    p.add_argument("--tokenizer", choices=["release", "transformers"],
+    p.add_argument("--tokenizer", choices=list(PIPELINES),
                    help="GPT-1 tokenizer pipeline: release (ftfy + spaCy, as the original) or transformers (as "
                    "transformers 5.x); default: release for --from openai, transformers for --from hf")
     p.add_argument("--seed", type=int, default=0, help="seed of the new special-token embeddings, N(0, 0.02)")

@@ -12,8 +12,13 @@ from typing import Any
 
 from genpt.errors import GenptError
 
-# train.attention_kernel: which fused attention kernel to try first (genpt/attention_kernels.py).
+# The choices a setting (or the flag beside it) takes, each listed once.
+# train.attention_kernel: which fused attention kernel to try first (genpt/kernels/sdpa_priority.py).
 ATTENTION_KERNELS = ("torch", "cudnn", "flash", "efficient", "math")
+DTYPES = ("float32", "bfloat16")
+STRATEGIES = ("ddp", "fsdp")  # under torchrun: replicate the model, or shard it
+OPTIMIZERS = ("adamw", "muon")
+LR_SCHEDULES = ("cosine", "linear", "constant")
 
 
 @dataclass
@@ -61,38 +66,63 @@ ACTIVATIONS = ("gelu", "gelu_exact", "relu", "silu")
 
 
 @dataclass
-class TrainConfig:
+class StepSettings:
+    """The settings of an optimizer step that pre-training and fine-tuning share, declared once.
+
+    `TrainConfig` and `FinetuneConfig` inherit these (inheritance rather than a nested section, so that
+    `--set train.dtype=...` and `--set finetune.dtype=...` and both config.json layouts stay flat). The
+    learning rate, batch size and seed are not here: each stage declares its own, because their
+    defaults are each stage's GPT-1 recipe (2.5e-4 / 64 / 1234 and 6.25e-5 / 32 / 42).
+    """
+
+    micro_batch_size: int = 0  # sequences per forward pass; 0 means batch_size (no accumulation)
+    weight_decay: float = 0.01  # GPT-1's "modified L2" on matrices only
+    grad_clip: float = 1.0
+    dtype: str = "float32"  # float32 | bfloat16 (autocast)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    strategy: str = "ddp"  # under torchrun: ddp (replicate) | fsdp (shard parameters, gradients, optimizer)
+    activation_checkpointing: bool = False  # recompute each block in the backward pass to save memory
+    collective_timeout: float = 600.0  # seconds a rank waits for the others before the job stops
+
+    def _validate_step(self, prefix: str, batch_size: int) -> None:
+        if batch_size % (self.micro_batch_size or batch_size):
+            raise GenptError(
+                f"{prefix}batch_size ({batch_size}) must be a multiple of "
+                f"{prefix}micro_batch_size ({self.micro_batch_size or batch_size})"
+            )
+        if self.dtype not in DTYPES:
+            raise GenptError(f"{prefix}dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.strategy not in STRATEGIES:
+            raise GenptError(f"{prefix}strategy must be ddp or fsdp, got {self.strategy!r}")
+        if self.collective_timeout <= 0:
+            raise GenptError(f"{prefix}collective_timeout must be positive (seconds), got {self.collective_timeout}")
+
+
+@dataclass
+class TrainConfig(StepSettings):
     """Optimisation settings. Defaults are GPT-1's pre-training recipe, scaled by `max_steps`."""
 
     batch_size: int = 64  # sequences per optimizer step (GPT-1: 64 x 512 tokens)
-    micro_batch_size: int = 0  # sequences per forward pass; 0 means batch_size (no accumulation)
     lr: float = 2.5e-4
     min_lr: float = 0.0  # GPT-1 anneals to zero
     warmup_steps: int = 2000
     lr_schedule: str = "cosine"  # cosine | linear | constant
     max_steps: int = 100_000
     max_minutes: float = 0.0  # 0 means no time limit
-    weight_decay: float = 0.01  # GPT-1's "modified L2" on matrices only
     optimizer: str = "adamw"  # adamw (GPT-1) | muon (Muon on the blocks' matrices, AdamW on the rest)
     muon_lr: float = 0.0  # Muon's peak rate (RMS-matched to AdamW's); 0 means train.lr
     muon_momentum: float = 0.95
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    grad_clip: float = 1.0
     seed: int = 1234
-    dtype: str = "float32"  # float32 | bfloat16 (autocast)
     compile: bool = False
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
     attention_kernel: str = "torch"  # SDPA's first choice: torch (its own) | cudnn | flash | efficient | math
     log_interval: int = 10
     eval_interval: int = 200
     eval_batches: int = 20
     checkpoint_interval: int = 500
     keep_checkpoints: int = 3
-    strategy: str = "ddp"  # under torchrun: ddp (replicate) | fsdp (shard parameters, gradients, optimizer)
-    activation_checkpointing: bool = False  # recompute each block in the backward pass to save memory
-    collective_timeout: float = 600.0  # seconds a rank waits for the others before the job stops
 
     @property
     def micro_batch(self) -> int:
@@ -105,19 +135,12 @@ class TrainConfig:
     def validate(self) -> None:
         _positive(self, "batch_size", "lr", "max_steps", "log_interval", "eval_interval",
                   "eval_batches", "checkpoint_interval", "keep_checkpoints")
-        if self.batch_size % self.micro_batch:
-            raise GenptError(
-                f"train.batch_size ({self.batch_size}) must be a multiple of "
-                f"train.micro_batch_size ({self.micro_batch})"
-            )
-        if self.lr_schedule not in ("cosine", "linear", "constant"):
+        self._validate_step("train.", self.batch_size)
+        if self.lr_schedule not in LR_SCHEDULES:
             raise GenptError(
                 f"train.lr_schedule must be cosine, linear or constant, got {self.lr_schedule!r}"
             )
-        if self.dtype not in ("float32", "bfloat16"):
-            raise GenptError(f"train.dtype must be float32 or bfloat16, got {self.dtype!r}")
-        _check_distributed(self, "train.")
-        if self.optimizer not in ("adamw", "muon"):
+        if self.optimizer not in OPTIMIZERS:
             raise GenptError(f"train.optimizer must be adamw or muon, got {self.optimizer!r}")
         if self.optimizer == "muon" and self.strategy == "fsdp":
             raise GenptError("train.optimizer=muon needs whole matrices: use train.strategy=ddp, not fsdp")
@@ -155,52 +178,34 @@ class PretrainConfig:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(StepSettings):
     """Discriminative fine-tuning settings. Defaults are GPT-1's (section 4.1 of the paper)."""
 
     lr: float = 6.25e-5
     batch_size: int = 32
-    micro_batch_size: int = 0  # 0 means batch_size
     epochs: int = 3
     warmup_fraction: float = 0.002  # linear warm-up over 0.2% of training, then linear decay
     lm_coef: float = 0.5  # lambda in L3 = L2 + lambda * L1; 0 trains without the auxiliary LM
     clf_pdrop: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
     scratch: bool = False  # random initialisation ("without pre-training")
     transfer_layers: int = -1  # -1: all blocks; N: the embeddings and the first N blocks only
     max_len: int = 0  # 0 means the model's context
     seed: int = 42
-    dtype: str = "float32"
-    device: str = "auto"
     eval_batch_size: int = 64
-    strategy: str = "ddp"  # under torchrun, as train.strategy
-    activation_checkpointing: bool = False
-    collective_timeout: float = 600.0
 
     def validate(self) -> None:
         _positive(self, "lr", "batch_size", "epochs", "eval_batch_size")
-        if self.batch_size % (self.micro_batch_size or self.batch_size):
-            raise GenptError(
-                f"finetune.batch_size ({self.batch_size}) must be a multiple of "
-                f"finetune.micro_batch_size ({self.micro_batch_size})"
-            )
+        self._validate_step("finetune.", self.batch_size)
         if not 0 <= self.warmup_fraction < 1:
             raise GenptError(f"finetune.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.lm_coef < 0:
             raise GenptError(f"finetune.lm_coef must not be negative, got {self.lm_coef}")
         if not 0.0 <= self.clf_pdrop < 1.0:
             raise GenptError(f"finetune.clf_pdrop must be in [0, 1), got {self.clf_pdrop}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise GenptError(f"finetune.dtype must be float32 or bfloat16, got {self.dtype!r}")
-        _check_distributed(self, "finetune.")
 
-
-def _check_distributed(section: Any, prefix: str) -> None:
-    if section.strategy not in ("ddp", "fsdp"):
-        raise GenptError(f"{prefix}strategy must be ddp or fsdp, got {section.strategy!r}")
-    if section.collective_timeout <= 0:
-        raise GenptError(f"{prefix}collective_timeout must be positive (seconds), got {section.collective_timeout}")
+    def step_settings(self) -> dict[str, Any]:
+        """The shared step settings, as keyword arguments for the loop's `TrainConfig`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(StepSettings)}
 
 
 def _positive(section: Any, *names: str) -> None:
@@ -291,8 +296,20 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def load_pretrain_config(path: str | Path | None = None, overrides: list[str] = ()) -> PretrainConfig:
-    """Defaults, then the TOML file, then `--set` overrides; validated."""
+    """Defaults, then the TOML file, then `--set` overrides (the CLI's flags come last among them); validated."""
     data = load_toml(path) if path else {}
     config = from_dict(PretrainConfig, apply_overrides(data, list(overrides)))
     config.validate()
     return config
+
+
+def load_finetune_config(path: str | Path | None = None, overrides: list[str] = ()) -> FinetuneConfig:
+    """As `load_pretrain_config`, for a file with one [finetune] table and `finetune.KEY=VALUE` overrides."""
+    data = apply_overrides(load_toml(path) if path else {}, list(overrides))
+    if extra := sorted(set(data) - {"finetune"}):
+        raise GenptError(f"{path or '--set'}: unknown setting section(s) {extra}; fine-tuning takes [finetune] "
+                         "(finetune.KEY=VALUE)")
+    config = from_dict(FinetuneConfig, data.get("finetune", {}), "finetune.")
+    config.validate()
+    return config
+

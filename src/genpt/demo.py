@@ -19,14 +19,15 @@ import torch
 
 from genpt.checkpoint import BEST, read_state
 from genpt.config import DataConfig, ModelConfig, PretrainConfig, TrainConfig
-from genpt.data.corpus import TokenShards, prepare
+from genpt.data.corpus import prepare, train_tokenizer
+from genpt.data.shards import TokenShards
 from genpt.generate import generate
 from genpt.load import load_lm
 from genpt.model import GPT
 from genpt.tokenizer import Tokenizer
 from genpt.train.loop import autocast_for, resolve_device
 from genpt.train.optimizers import make_optimizer
-from genpt.train.pretrain import pretrain, resume_config, validation
+from genpt.train.pretrain import pretrain, run_config, validation
 
 log = logging.getLogger("genpt")
 
@@ -133,7 +134,7 @@ def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minute
     tokenizer_path = out / "tokenizer.json"
     if not tokenizer_path.exists():
         log.info("training a %d-id byte-level BPE tokenizer", DEMO_VOCAB)
-        Tokenizer.train(inputs, DEMO_VOCAB, strip_gutenberg=True).save(tokenizer_path)
+        train_tokenizer(inputs, DEMO_VOCAB, strip_gutenberg=True).save(tokenizer_path)
     tokenizer = Tokenizer.load(tokenizer_path)
 
     shards = out / "shards"
@@ -143,16 +144,16 @@ def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minute
                  stats.train_tokens, stats.val_tokens, stats.mb_per_s)
 
     run_dir = out / "pretrain"
-    if (run_dir / "config.json").exists():
-        config = resume_config(run_dir, [])
-    else:
+
+    def new_config() -> PretrainConfig:
         # bf16 autocast doubles the speed on CPUs with bf16 units and crawls on others: time both.
         steps = {dtype: steps_for_budget(demo_config(shards, tokenizer.vocab_size, 1, dtype), minutes)
                  for dtype in ("float32", "bfloat16")}
         dtype = max(steps, key=steps.get)
-        config = demo_config(shards, tokenizer.vocab_size, steps[dtype], dtype)
-        log.info("pre-training for %d steps in %s (about %.1f minutes)", config.train.max_steps, dtype, minutes)
+        log.info("pre-training for %d steps in %s (about %.1f minutes)", steps[dtype], dtype, minutes)
+        return demo_config(shards, tokenizer.vocab_size, steps[dtype], dtype)
 
+    config = run_config(run_dir, resume=True, new=new_config)  # a finished stage is reused
     val = TokenShards(shards, "val")
     evaluate = validation(val, config.train.micro_batch, config.model.n_ctx, config.train.eval_batches)
     torch.manual_seed(config.train.seed)

@@ -31,13 +31,6 @@ def compute(names: Sequence[str], predictions: Sequence, references: Sequence) -
     return {name: float(_FUNCTIONS[name](predicted, reference)) for name in names}
 
 
-def primary_metric(names: Sequence[str]) -> str:
-    """The metric that picks the best epoch: the first one listed."""
-    if not names:
-        raise GenptError("a task needs at least one metric; expected some of " + ", ".join(METRICS))
-    return names[0]
-
-
 # scikit-learn and SciPy take about a second to import, so they load only when a metric is computed.
 def _accuracy(predicted: np.ndarray, reference: np.ndarray) -> float:
     from sklearn.metrics import accuracy_score

@@ -1,6 +1,8 @@
 """The GPT-1 Transformer decoder: post-LN blocks, GELU, learned positions, an LM head tied to the embedding.
 
-Modules are defined in the order data flows through them. The model knows nothing of training.
+Modules are defined in the order data flows through them. The model knows nothing of training. Its
+linears, dropouts, attention and LM loss come from genpt.kernels, which runs a measured fast path where
+one applies and plain PyTorch elsewhere: the same numbers either way (tests/test_kernels_*.py).
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genpt import kernels
 from genpt.config import ModelConfig
-from genpt.dropout import Dropout, apply_mask, keep_mask
-from genpt.lm_loss import IGNORE_INDEX, cross_entropy, lm_loss  # IGNORE_INDEX: labels the LM loss skips
-from genpt.onednn import Linear
+from genpt.kernels import Dropout, Linear
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -24,18 +25,6 @@ def activation(name: str):
     if name == "gelu":
         return lambda x: F.gelu(x, approximate="tanh")
     return {"gelu_exact": F.gelu, "relu": F.relu, "silu": F.silu}[name]
-
-
-def causal_attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float) -> torch.Tensor:
-    """SDPA's math path for dropped attention weights (on the CPU no fused kernel drops them), cheaper:
-    genpt.dropout's masks, the causal mask and 1/sqrt(d) folded into one baddbmm, and the dropout's
-    1/(1-p) applied to the (T, d) output instead of the (T, T) weights."""
-    B, H, T, d = q.shape
-    q3, k3, v3 = (t.reshape(B * H, T, d) for t in (q, k, v))
-    future = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
-    weights = torch.baddbmm(future, q3, k3.transpose(1, 2), alpha=d**-0.5).softmax(dim=-1)
-    keep, scale = keep_mask(weights.shape, p)
-    return torch.bmm(apply_mask(weights, keep), v3).mul_(scale).view(B, H, T, d)
 
 
 class CausalSelfAttention(nn.Module):
@@ -53,27 +42,15 @@ class CausalSelfAttention(nn.Module):
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
         attn_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """`attn_mask` (B, 1, T, past + T), True where a query may attend, replaces the causal mask."""
+        """Causal over `past` keys and these; `attn_mask` (B, 1, T, past + T), True where a query may attend,
+        replaces the causal mask."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
-        p = self.attn_pdrop if self.training else 0.0
-        past_len = k.size(2) - T
-        if attn_mask is not None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
-        elif past_len == 0 and p > 0 and x.device.type == "cpu" and not torch.compiler.is_compiling():
-            y = causal_attention_with_dropout(q, k, v, p)
-        elif past_len == 0:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-        elif T == 1:  # one new token sees every key: no mask to build, each step of generation
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
-        else:
-            # New queries sit at the end: query i sees every cached key and the new keys up to itself.
-            mask = torch.ones(T, k.size(2), dtype=torch.bool, device=x.device).tril(diagonal=past_len)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        y = kernels.attention(q, k, v, self.attn_pdrop if self.training else 0.0, attn_mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y)), (k, v)
 
@@ -197,16 +174,16 @@ class GPT(nn.Module):
         With labels, logits are computed only where a prediction is scored, which avoids
         materialising the (B, T, vocab) tensor for the last position. Training, which needs only the
         loss, passes `return_logits=False`: the loss then never holds all the logits at once
-        (genpt.lm_loss) and `logits` is None.
+        (genpt.kernels.chunked_loss) and `logits` is None.
         """
         h, present = self.hidden(input_ids, cache)
         loss = logits = None
         vocab = self.config.vocab_size
         if labels is not None and not return_logits:
-            loss = lm_loss(h[:, :-1], self.lm_head.weight, labels[:, 1:], vocab)
+            loss = kernels.lm_loss(h[:, :-1], self.lm_head.weight, labels[:, 1:], vocab)
         elif labels is not None:
             logits = self.logits(h[:, :-1])
-            loss = cross_entropy(logits, labels[:, 1:], vocab)
+            loss = kernels.cross_entropy(logits, labels[:, 1:], vocab)
         else:
             logits = self.logits(h)
         return GPTOutput(
@@ -266,32 +243,9 @@ class GPTForTask(nn.Module):
             logits = self.head(state[:, 0])
         lm_loss_value = None
         if lm_labels is not None:
-            lm_loss_value = lm_loss(h[:, :-1], self.gpt.lm_head.weight, lm_labels.reshape(B * S, T)[:, 1:],
+            lm_loss_value = kernels.lm_loss(h[:, :-1], self.gpt.lm_head.weight, lm_labels.reshape(B * S, T)[:, 1:],
                                     self.gpt.config.vocab_size)
         return TaskOutput(logits, lm_loss_value)
 
 
-def count_flops_per_token(config: ModelConfig) -> float:
-    """Training FLOPs per token (forward + backward): 6N for the matrices (N counts the tied head once)
-    plus 12 x layers x context x width for the attention scores and their use, the convention of the
-    PaLM paper's appendix B and nanoGPT's MFU, so figures compare with theirs."""
-    n = config.n_layer * (4 * config.n_embd**2 + 2 * config.n_embd * config.inner_dim)
-    n += config.vocab_size * config.n_embd  # useful work: a padded vocabulary's extra rows are not counted
-    return 6 * n + 12 * config.n_layer * config.n_ctx * config.n_embd
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay matrices only (GPT-1's `vector_l2=False`): never biases, LayerNorm gains or 1-D tensors."""
-    decay, no_decay = [], []
-    for p in {id(p): p for p in model.parameters() if p.requires_grad}.values():
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-__all__ = [
-    "GPT", "GPTForTask", "GPTOutput", "TaskHead", "TaskOutput", "Block", "IGNORE_INDEX", "KVCache",
-    "count_flops_per_token", "param_groups",
-]
+__all__ = ["GPT", "GPTForTask", "GPTOutput", "TaskHead", "TaskOutput", "Block", "KVCache"]

@@ -7,14 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from genpt import io, metrics
+from genpt import io
 from genpt.data.tasks import Example, TaskSpec
-from genpt.data.transforms import EncodedExample, collate, encode_examples
+from genpt.data.transforms import encode_examples
+from genpt.evaluation import predict_encoded
 from genpt.load import Loaded
-from genpt.model import GPTForTask
-from genpt.objectives import predictions, probabilities
 
 
 @dataclass
@@ -24,32 +21,11 @@ class Predictions:
     truncated: int
 
 
-@torch.no_grad()
-def predict_encoded(model: GPTForTask, encoded: Sequence[EncodedExample], target: str, pad_id: int,
-                    batch_size: int = 64) -> tuple[list, list[list[float]] | None]:
-    model.eval()
-    device = next(model.parameters()).device
-    predicted, probs = [], []
-    for i in range(0, len(encoded), batch_size):
-        batch = collate(encoded[i : i + batch_size], pad_id, target)
-        logits = model(batch["input_ids"].to(device), batch["extract_index"].to(device)).logits
-        predicted.extend(predictions(target, logits).tolist())
-        p = probabilities(target, logits)
-        if p is not None:
-            probs.extend(p.tolist())
-    return predicted, (probs if target != "score" else None)
-
-
 def predict(finetuned: Loaded, examples: Sequence[Example], batch_size: int = 64) -> Predictions:
     encoded, truncated = encode_examples(finetuned.task, examples, finetuned.tokenizer, finetuned.max_len)
     predicted, probs = predict_encoded(finetuned.model, encoded, finetuned.task.target,
                                        finetuned.tokenizer.pad_id, batch_size)
     return Predictions(predicted, probs, truncated)
-
-
-def score(task: TaskSpec, predicted: Sequence, examples: Sequence[Example]) -> dict[str, float]:
-    """The task's GLUE-style metrics of `predicted` against the examples' labels."""
-    return metrics.compute(task.metrics, list(predicted), [e.label for e in examples])
 
 
 def label_name(task: TaskSpec, value) -> str | float | int:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from genpt.data.documents import iter_documents
 from genpt.model import GPT
+from genpt.tokenizer import Tokenizer
 
 
 @torch.no_grad()
@@ -59,3 +63,14 @@ def perplexity(model: GPT, ids: list[int], batch_size: int = 8) -> Perplexity:
     if count == 0:
         raise ValueError("the text is too short to score (fewer than two tokens)")
     return Perplexity(tokens=count, loss=total / count)
+
+
+def perplexity_of_files(model: GPT, tokenizer: Tokenizer, inputs: Sequence[str | Path], *,
+                        strip_gutenberg: bool = False, text_field: str = "text") -> Perplexity:
+    """`perplexity` over text files' documents, each ended by the end-of-text token as in the shards."""
+    ids: list[int] = []
+    for doc in iter_documents(inputs, text_field=text_field, strip_gutenberg=strip_gutenberg):
+        ids.extend(tokenizer.encode(doc.text))
+        if doc.last:  # a long document arrives in several pieces
+            ids.append(tokenizer.eot_id)
+    return perplexity(model, ids)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,21 +71,17 @@ class Tokenizer:
     @classmethod
     def train(
         cls,
-        inputs: Sequence[str | Path],
+        texts: Iterable[str],
         vocab_size: int = 16384,
         *,
         min_frequency: int = 2,
-        strip_gutenberg: bool = False,
-        text_field: str = "text",
         progress: bool = False,
     ) -> Tokenizer:
-        """Learn a byte-level BPE of `vocab_size` ids (special tokens are ids 0..4) from text files.
+        """Learn a byte-level BPE of `vocab_size` ids (special tokens are ids 0..4) from texts.
 
-        Documents stream from `iter_documents`, so .txt, .jsonl and their .gz forms work and memory
+        `texts` may stream (genpt.data.corpus.train_tokenizer passes a corpus's documents): memory
         holds only the word counts, never the corpus.
         """
-        from genpt.data.corpus import iter_documents  # corpus reads documents; tokenizer consumes them
-
         minimum = 256 + len(SPECIAL_TOKENS)
         if vocab_size < minimum:
             raise GenptError(f"vocab_size {vocab_size} is too small: need at least {minimum} "
@@ -100,8 +96,7 @@ class Tokenizer:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: no unknowns
             show_progress=progress,
         )
-        docs = iter_documents(inputs, text_field=text_field, strip_gutenberg=strip_gutenberg)
-        hf.train_from_iterator((doc.text for doc in docs), trainer)
+        hf.train_from_iterator(texts, trainer)
         return cls(hf)
 
     @classmethod

@@ -29,13 +29,30 @@ from tqdm import tqdm
 
 from genpt import io
 from genpt.data.documents import PIECE_CHARS, Document, document_keys, expand_inputs, iter_documents
-from genpt.data.shards import FORMAT, FORMAT_VERSION, LMBatches, TokenShards
+from genpt.data.shards import FORMAT, FORMAT_VERSION
 from genpt.errors import GenptError
 
 if TYPE_CHECKING:
     from genpt.tokenizer import Tokenizer
 
-__all__ = ["Document", "LMBatches", "PrepareStats", "TokenShards", "expand_inputs", "iter_documents", "prepare"]
+
+def train_tokenizer(
+    inputs: Sequence[str | Path],
+    vocab_size: int = 16384,
+    *,
+    min_frequency: int = 2,
+    strip_gutenberg: bool = False,
+    text_field: str = "text",
+    progress: bool = False,
+) -> Tokenizer:
+    """A byte-level BPE learnt from the documents of text files (.txt, .jsonl and their .gz forms), streamed."""
+    from genpt.tokenizer import Tokenizer
+
+    docs = iter_documents(inputs, text_field=text_field, strip_gutenberg=strip_gutenberg)
+    return Tokenizer.train((doc.text for doc in docs), vocab_size, min_frequency=min_frequency, progress=progress)
+
+
+__all__ = ["PrepareStats", "prepare", "train_tokenizer"]
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from genpt.data.tasks import Example, TaskSpec
-from genpt.model import IGNORE_INDEX
+from genpt.labels import IGNORE_INDEX
 from genpt.tokenizer import Tokenizer
 
 

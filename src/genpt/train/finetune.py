@@ -19,13 +19,15 @@ import torch
 
 from genpt.checkpoint import latest_checkpoint, read_info
 from genpt.config import FinetuneConfig, TrainConfig
-from genpt.data.tasks import Example, TaskSpec, read_examples
+from genpt.data.readers import read_examples
+from genpt.data.tasks import Example, TaskSpec
 from genpt.data.transforms import collate, encode_examples
 from genpt.errors import GenptError
+from genpt.evaluation import predict_encoded, score
+from genpt.labels import IGNORE_INDEX
 from genpt.load import load_lm, load_tokenizer, resolve
 from genpt.model import GPTForTask
 from genpt.objectives import combined_loss, task_loss
-from genpt.predict import predict_encoded, score
 from genpt.tokenizer import Tokenizer
 from genpt.train import distributed
 from genpt.train.loop import TrainTask, train
@@ -136,12 +138,10 @@ def _finetune(
     steps_per_epoch = len(train_set) // batch  # the original code drops each epoch's partial batch
     total = steps_per_epoch * cfg.epochs
     loop_cfg = TrainConfig(
-        batch_size=batch, micro_batch_size=micro, lr=cfg.lr, warmup_steps=math.ceil(cfg.warmup_fraction * total),
-        lr_schedule="linear", max_steps=total, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
-        seed=cfg.seed, dtype=cfg.dtype, device=cfg.device, log_interval=max(1, steps_per_epoch // 10),
-        eval_interval=steps_per_epoch, checkpoint_interval=steps_per_epoch, keep_checkpoints=1,
-        strategy=cfg.strategy, activation_checkpointing=cfg.activation_checkpointing,
-        collective_timeout=cfg.collective_timeout,
+        **{**cfg.step_settings(), "micro_batch_size": micro}, batch_size=batch, lr=cfg.lr, seed=cfg.seed,
+        warmup_steps=math.ceil(cfg.warmup_fraction * total), lr_schedule="linear", max_steps=total,
+        log_interval=max(1, steps_per_epoch // 10), eval_interval=steps_per_epoch,
+        checkpoint_interval=steps_per_epoch, keep_checkpoints=1,
     )
     order_cache: dict[int, np.ndarray] = {}
 
@@ -183,7 +183,7 @@ def _finetune(
         "head": {"n_out": n_outputs(task), "max_len": max_len, "clf_pdrop": cfg.clf_pdrop},
     }
     task_run = TrainTask(
-        micro_batch=micro_batch, loss=loss, tokens=lambda b: int((b["lm_labels"] != -100).sum()),
+        micro_batch=micro_batch, loss=loss, tokens=lambda b: int((b["lm_labels"] != IGNORE_INDEX).sum()),
         evaluate=evaluate, checkpoint_config=checkpoint_config, tokenizer_json=base / "tokenizer.json",
         best_metric=task.metrics[0] if dev_set else None,
     )

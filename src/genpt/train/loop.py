@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from genpt import checkpoint as ckpt
-from genpt.attention_kernels import preferred_attention_kernels
 from genpt.config import TrainConfig
 from genpt.errors import GenptError
+from genpt.kernels import preferred_attention_kernels
 from genpt.train import distributed
 from genpt.train.metrics_log import MetricsLog
 from genpt.train.optimizers import make_optimizer, set_learning_rate
@@ -148,6 +148,40 @@ class _NoMetrics:
         pass
 
 
+@dataclass
+class _Counters:
+    """Where a run stands: what a checkpoint's state.json carries besides the step and RNG states."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    window: list = field(default_factory=lambda: [0.0, 0])  # logged loss sum and steps since the last report
+    best: float = -math.inf  # the best validation value of TrainTask.best_metric so far
+    train_seconds: float = 0.0  # time spent in optimizer steps (no evaluation, no checkpoints), over all sessions
+
+    def state(self) -> dict[str, Any]:
+        return {"tokens_seen": self.tokens_seen, "log_window": self.window, "best": self.best,
+                "train_seconds": self.train_seconds}
+
+
+def _resume(model: nn.Module, run_dir: Path, env: distributed.Env, resume: bool) -> tuple[Path | None, _Counters]:
+    """The checkpoint to continue from (its weights loaded into `model`, its RNG states restored), or None."""
+    found = distributed.broadcast(ckpt.latest_checkpoint(run_dir) if resume and env.is_main else None)
+    if resume and found is None:
+        log.info("no checkpoint in %s yet: starting from step 0", run_dir)
+    if found is None:
+        return None, _Counters()
+    if not found.is_dir():
+        raise GenptError(f"{found}: rank {env.rank} cannot see rank 0's checkpoint; resuming on several "
+                         "nodes needs the run folder on a file system that all of them share")
+    ckpt.load_weights(model, found)  # before sharding: every rank loads the full tensors, then keeps its part
+    state = ckpt.read_state(found)
+    ckpt.restore_rng(state["rng"])
+    counters = _Counters(state["step"], state["tokens_seen"], state["log_window"], state.get("best", -math.inf),
+                         state.get("train_seconds", 0.0))
+    log.info("resumed from %s (step %d, %d tokens seen)", found, counters.step, counters.tokens_seen)
+    return found, counters
+
+
 def _train(
     model: nn.Module,
     cfg: TrainConfig,
@@ -161,26 +195,10 @@ def _train(
 ) -> TrainResult:
     device = distributed.resolve_device(cfg.device, env)
     micro, accum = distributed.batch_plan(cfg.batch_size, cfg.micro_batch_size, env.world_size)
-    n_micro = accum * env.world_size  # micro-batches per optimizer step, over all ranks
     if distributed.active():
         log.info("%d processes (%s): batch %d = micro-batch %d x accumulation %d x %d processes",
                  env.world_size, cfg.strategy, cfg.batch_size, micro, accum, env.world_size)
-    step, tokens_seen, window, best = 0, 0, [0.0, 0], -math.inf
-    train_seconds = 0.0  # time spent in optimizer steps (no evaluation, no checkpoints), over all sessions
-    found = distributed.broadcast(ckpt.latest_checkpoint(run_dir) if resume and env.is_main else None)
-    if resume and found is None:
-        log.info("no checkpoint in %s yet: starting from step 0", run_dir)
-    if found is not None:
-        if not found.is_dir():
-            raise GenptError(f"{found}: rank {env.rank} cannot see rank 0's checkpoint; resuming on several "
-                             "nodes needs the run folder on a file system that all of them share")
-        ckpt.load_weights(model, found)  # before sharding: every rank loads the full tensors, then keeps its part
-        state = ckpt.read_state(found)
-        ckpt.restore_rng(state["rng"])
-        step, tokens_seen, window = state["step"], state["tokens_seen"], state["log_window"]
-        best = state.get("best", best)
-        train_seconds = state.get("train_seconds", 0.0)
-        log.info("resumed from %s (step %d, %d tokens seen)", found, step, tokens_seen)
+    found, run = _resume(model, run_dir, env, resume)
     model.to(device)
     if cfg.activation_checkpointing:
         distributed.checkpoint_blocks(model)
@@ -188,121 +206,165 @@ def _train(
     optimizer = make_optimizer(wrapped, cfg, device)
     if found is not None:
         ckpt.load_optimizer(optimizer, found, wrapped)
-    parameters = list(wrapped.parameters())
-    metrics = MetricsLog(run_dir, resume_step=step if resume else None) if env.is_main else _NoMetrics()
-    forward = torch.compile(wrapped) if cfg.compile else wrapped
-    # Evaluation runs the bare model under DDP (no gradient hooks); under FSDP the model is the wrapper.
-    evaluate_with = forward if wrapped is model else (torch.compile(model) if cfg.compile else model)
-    bar = _Progress(step, total_steps, progress and env.is_main)
-    started, last_log_time, last_log_tokens = time.monotonic(), time.monotonic(), tokens_seen
-    last_eval: dict[str, float] = {}
-    saved: Path | None = found  # the last checkpoint this rank knows to be complete
-    stopped_early = False
-
-    def save() -> None:
-        """Write checkpoint `step` (rank 0; a collective under FSDP); on return every rank knows it is complete."""
-        nonlocal saved
-        weights, optim = ckpt.full_state(model, optimizer)
-        if env.is_main:
-            state = {"tokens_seen": tokens_seen, "log_window": window, "best": best, "train_seconds": train_seconds}
-            saved = ckpt.save_checkpoint(run_dir, step, weights, optim, state, config=task.checkpoint_config,
-                                         tokenizer_json=task.tokenizer_json, keep=cfg.keep_checkpoints)
-        distributed.all_sum([0.0], device)  # a barrier: rank 0 has renamed the checkpoint into place
-        saved = run_dir / ckpt.CHECKPOINTS / f"step_{step:08d}"
-
-    synced_step = step  # the last step whose losses and tokens were gathered and reported
-    window_loss = torch.zeros((), device=device, dtype=torch.float64)  # this rank's losses since the last log
-    window_tokens = 0
+    session = _Session(model, wrapped, optimizer, cfg, task, run_dir, env, device, accum, total_steps, run, found,
+                       resume, progress)
     try:
-        while step < total_steps:
-            step_started = time.monotonic()
-            lr = learning_rate(step, peak=cfg.lr, warmup=cfg.warmup_steps, total=total_steps,
-                               schedule=cfg.lr_schedule, floor=cfg.min_lr)
-            set_learning_rate(optimizer, lr)
-            wrapped.train()
-            first = step * n_micro + env.rank * accum
-            for i in range(accum):
-                batch = to_device(task.micro_batch(first + i), device)
-                torch.manual_seed(micro_seed(cfg.seed, first + i))
-                with distributed.gradient_sync(forward, i == accum - 1):  # all-reduce on the last only
-                    with autocast_for(device, cfg.dtype):
-                        loss = task.loss(forward, batch)
-                    (loss / accum).backward()
-                window_loss += loss.detach()
-                window_tokens += task.tokens(batch)
-            grad_norm = distributed.clip_gradients(parameters, cfg.grad_clip) if cfg.grad_clip > 0 else None
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            # The host waits for the device (and the ranks for each other) only where something is
-            # reported, evaluated or saved; in between, steps are queued back to back.
-            evaluating = task.evaluate is not None and (step % cfg.eval_interval == 0 or step == total_steps)
-            saving = step % cfg.checkpoint_interval == 0 or step == total_steps
-            logged = step % cfg.log_interval == 0 or step == total_steps or evaluating or saving
-            timed_out = False
-            stats: dict[str, float] = {}
-            if logged:
-                late = cfg.max_minutes > 0 and time.monotonic() - started >= cfg.max_minutes * 60
-                loss_sum, tokens, late_ranks = distributed.all_sum(
-                    [window_loss.item(), window_tokens, float(late)], device)
-                window_loss.zero_()
-                window_tokens = 0
-                tokens_seen += int(tokens)
-                timed_out = late_ranks > 0  # every rank stops at the same step, as soon as any is out of time
-                window = [window[0] + loss_sum / n_micro, window[1] + step - synced_step]
-                synced_step = step
-                now = time.monotonic()
-                train_seconds += now - step_started
-                stats = {"loss": window[0] / window[1], "lr": lr,
-                         "tokens_per_s": (tokens_seen - last_log_tokens) / max(now - last_log_time, 1e-9)}
-                if grad_norm is not None:
-                    stats["grad_norm"] = grad_norm.item()
-                metrics.write(step, "train", **stats, tokens=tokens_seen, train_seconds=round(train_seconds, 3))
-                if not math.isfinite(stats["loss"]):
-                    raise GenptError(f"training diverged at step {step} (loss {stats['loss']}); lower train.lr")
-                last_log_time, last_log_tokens, window = now, tokens_seen, [0.0, 0]
-            else:
-                train_seconds += time.monotonic() - step_started
-            bar.update(step, total_steps, stats, logged)
-            if evaluating or (timed_out and task.evaluate is not None):
-                last_eval = _evaluate(wrapped, evaluate_with, task, device, cfg)
-                metrics.write(step, "val", **last_eval)
-                bar.message(f"step {step}: " + "  ".join(f"val {k} {v:.4f}" for k, v in last_eval.items()))
-                if task.best_metric is not None and last_eval[task.best_metric] > best:
-                    best = last_eval[task.best_metric]
-                    weights, _ = ckpt.full_state(model, None)
-                    if env.is_main:
-                        ckpt.write_checkpoint(run_dir / ckpt.BEST, weights, None,
-                                              {"step": step, "metrics": last_eval}, config=task.checkpoint_config,
-                                              tokenizer_json=task.tokenizer_json)
-            if saving or timed_out:
-                save()
-            if timed_out:
-                stopped_early = step < total_steps
-                bar.message(f"stopping after {cfg.max_minutes:g} minutes at step {step}")
-                break
+        session.train_steps()
     except KeyboardInterrupt:
-        if ckpt.is_sharded(wrapped):  # gathering the shards needs every rank, which may be gone
-            bar.message(f"interrupted at step {step}; sharded runs resume from the last checkpoint, {saved}")
-        else:
-            bar.message(f"interrupted: saving step {step} so that --resume continues from it")
-            # Fold in the steps since the last report (this rank's share, scaled to the job).
-            tokens_seen += window_tokens * env.world_size
-            window = [window[0] + window_loss.item() / accum, window[1] + step - synced_step]
-            if env.is_main:
-                state = {"tokens_seen": tokens_seen, "log_window": window, "best": best,
-                         "train_seconds": train_seconds}
-                ckpt.save_checkpoint(run_dir, step, model, optimizer, state, config=task.checkpoint_config,
-                                     tokenizer_json=task.tokenizer_json, keep=cfg.keep_checkpoints)
+        session.save_interrupted()
         raise
     except Exception as e:
         if distributed.active() and distributed.is_comm_failure(e):
-            raise distributed.lost_contact(e, env, cfg.collective_timeout, saved) from e
+            raise distributed.lost_contact(e, env, cfg.collective_timeout, session.saved) from e
         raise
     finally:
-        bar.close()
-        metrics.close()
-    return TrainResult(step, tokens_seen, time.monotonic() - started, last_eval, saved, stopped_early)
+        session.close()
+    return TrainResult(run.step, run.tokens_seen, time.monotonic() - session.started, session.last_eval,
+                       session.saved, session.stopped_early)
+
+
+class _Session:
+    """One process's part of a training session, from the first step to the last or the stop."""
+
+    def __init__(self, model: nn.Module, wrapped: nn.Module, optimizer, cfg: TrainConfig, task: TrainTask,
+                 run_dir: Path, env: distributed.Env, device: torch.device, accum: int, total_steps: int,
+                 run: _Counters, found: Path | None, resume: bool, progress: bool):
+        self.model, self.wrapped, self.optimizer, self.cfg, self.task = model, wrapped, optimizer, cfg, task
+        self.run_dir, self.env, self.device, self.accum, self.total_steps, self.run = (
+            run_dir, env, device, accum, total_steps, run)
+        self.n_micro = accum * env.world_size  # micro-batches per optimizer step, over all ranks
+        self.parameters = list(wrapped.parameters())
+        self.metrics = MetricsLog(run_dir, resume_step=run.step if resume else None) if env.is_main else _NoMetrics()
+        self.forward = torch.compile(wrapped) if cfg.compile else wrapped
+        # Evaluation runs the bare model under DDP (no gradient hooks); under FSDP the model is the wrapper.
+        self.evaluate_with = self.forward if wrapped is model else (torch.compile(model) if cfg.compile else model)
+        self.bar = _Progress(run.step, total_steps, progress and env.is_main)
+        self.started = self.last_log_time = time.monotonic()
+        self.last_log_tokens = run.tokens_seen
+        self.last_eval: dict[str, float] = {}
+        self.saved: Path | None = found  # the last checkpoint this rank knows to be complete
+        self.stopped_early = False
+        self.synced_step = run.step  # the last step whose losses and tokens were gathered and reported
+        self.window_loss = torch.zeros((), device=device, dtype=torch.float64)  # this rank's losses since then
+        self.window_tokens = 0
+
+    def train_steps(self) -> None:
+        cfg, run, total = self.cfg, self.run, self.total_steps
+        while run.step < total:
+            step_started = time.monotonic()
+            lr = learning_rate(run.step, peak=cfg.lr, warmup=cfg.warmup_steps, total=total,
+                               schedule=cfg.lr_schedule, floor=cfg.min_lr)
+            grad_norm = self.optimizer_step(lr)
+            # The host waits for the device (and the ranks for each other) only where something is
+            # reported, evaluated or saved; in between, steps are queued back to back.
+            evaluating = self.task.evaluate is not None and (run.step % cfg.eval_interval == 0 or run.step == total)
+            saving = run.step % cfg.checkpoint_interval == 0 or run.step == total
+            logged = run.step % cfg.log_interval == 0 or run.step == total or evaluating or saving
+            timed_out = False
+            stats: dict[str, float] = {}
+            if logged:
+                stats, timed_out = self.report(lr, grad_norm, step_started)
+            else:
+                run.train_seconds += time.monotonic() - step_started
+            self.bar.update(run.step, total, stats, logged)
+            if evaluating or (timed_out and self.task.evaluate is not None):
+                self.evaluate()
+            if saving or timed_out:
+                self.save()
+            if timed_out:
+                self.stopped_early = run.step < total
+                self.bar.message(f"stopping after {cfg.max_minutes:g} minutes at step {run.step}")
+                break
+
+    def optimizer_step(self, lr: float) -> torch.Tensor | None:
+        """This rank's micro-batches of one step, then the update; the gradient norm when clipping."""
+        cfg, run = self.cfg, self.run
+        set_learning_rate(self.optimizer, lr)
+        self.wrapped.train()
+        first = run.step * self.n_micro + self.env.rank * self.accum
+        for i in range(self.accum):
+            batch = to_device(self.task.micro_batch(first + i), self.device)
+            torch.manual_seed(micro_seed(cfg.seed, first + i))
+            with distributed.gradient_sync(self.forward, i == self.accum - 1):  # all-reduce on the last only
+                with autocast_for(self.device, cfg.dtype):
+                    loss = self.task.loss(self.forward, batch)
+                (loss / self.accum).backward()
+            self.window_loss += loss.detach()
+            self.window_tokens += self.task.tokens(batch)
+        grad_norm = distributed.clip_gradients(self.parameters, cfg.grad_clip) if cfg.grad_clip > 0 else None
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        run.step += 1
+        return grad_norm
+
+    def report(self, lr: float, grad_norm: torch.Tensor | None, step_started: float) -> tuple[dict[str, float], bool]:
+        """Gather the ranks' losses and tokens since the last report, log them; and whether time is up."""
+        cfg, run = self.cfg, self.run
+        late = cfg.max_minutes > 0 and time.monotonic() - self.started >= cfg.max_minutes * 60
+        loss_sum, tokens, late_ranks = distributed.all_sum(
+            [self.window_loss.item(), self.window_tokens, float(late)], self.device)
+        self.window_loss.zero_()
+        self.window_tokens = 0
+        run.tokens_seen += int(tokens)
+        run.window = [run.window[0] + loss_sum / self.n_micro, run.window[1] + run.step - self.synced_step]
+        self.synced_step = run.step
+        now = time.monotonic()
+        run.train_seconds += now - step_started
+        stats = {"loss": run.window[0] / run.window[1], "lr": lr,
+                 "tokens_per_s": (run.tokens_seen - self.last_log_tokens) / max(now - self.last_log_time, 1e-9)}
+        if grad_norm is not None:
+            stats["grad_norm"] = grad_norm.item()
+        self.metrics.write(run.step, "train", **stats, tokens=run.tokens_seen,
+                           train_seconds=round(run.train_seconds, 3))
+        if not math.isfinite(stats["loss"]):
+            raise GenptError(f"training diverged at step {run.step} (loss {stats['loss']}); lower train.lr")
+        self.last_log_time, self.last_log_tokens, run.window = now, run.tokens_seen, [0.0, 0]
+        return stats, late_ranks > 0  # every rank stops at the same step, as soon as any is out of time
+
+    def evaluate(self) -> None:
+        """Validation metrics, logged; the best so far by TrainTask.best_metric written to best/."""
+        run, task = self.run, self.task
+        self.last_eval = _evaluate(self.wrapped, self.evaluate_with, task, self.device, self.cfg)
+        self.metrics.write(run.step, "val", **self.last_eval)
+        self.bar.message(f"step {run.step}: " + "  ".join(f"val {k} {v:.4f}" for k, v in self.last_eval.items()))
+        if task.best_metric is not None and self.last_eval[task.best_metric] > run.best:
+            run.best = self.last_eval[task.best_metric]
+            weights, _ = ckpt.full_state(self.model, None)
+            if self.env.is_main:
+                ckpt.write_checkpoint(self.run_dir / ckpt.BEST, weights, None,
+                                      {"step": run.step, "metrics": self.last_eval}, config=task.checkpoint_config,
+                                      tokenizer_json=task.tokenizer_json)
+
+    def save(self) -> None:
+        """Write checkpoint `step` (rank 0; a collective under FSDP); on return every rank knows it is complete."""
+        weights, optim = ckpt.full_state(self.model, self.optimizer)
+        if self.env.is_main:
+            self._write(weights, optim)
+        distributed.all_sum([0.0], self.device)  # a barrier: rank 0 has renamed the checkpoint into place
+        self.saved = self.run_dir / ckpt.CHECKPOINTS / f"step_{self.run.step:08d}"
+
+    def save_interrupted(self) -> None:
+        """After Ctrl-C: this rank's steps since the last report folded in, and the step saved where possible."""
+        run = self.run
+        if ckpt.is_sharded(self.wrapped):  # gathering the shards needs every rank, which may be gone
+            self.bar.message(f"interrupted at step {run.step}; sharded runs resume from the last checkpoint, "
+                             f"{self.saved}")
+            return
+        self.bar.message(f"interrupted: saving step {run.step} so that --resume continues from it")
+        run.tokens_seen += self.window_tokens * self.env.world_size  # this rank's share, scaled to the job
+        run.window = [run.window[0] + self.window_loss.item() / self.accum,
+                      run.window[1] + run.step - self.synced_step]
+        if self.env.is_main:
+            self._write(self.model, self.optimizer)
+
+    def _write(self, weights, optim) -> Path:
+        return ckpt.save_checkpoint(self.run_dir, self.run.step, weights, optim, self.run.state(),
+                                    config=self.task.checkpoint_config, tokenizer_json=self.task.tokenizer_json,
+                                    keep=self.cfg.keep_checkpoints)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.metrics.close()
 
 
 def _evaluate(model: nn.Module, forward: nn.Module, task: TrainTask, device, cfg: TrainConfig) -> dict[str, float]:

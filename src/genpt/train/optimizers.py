@@ -16,7 +16,17 @@ import torch
 from torch import nn
 
 from genpt.config import TrainConfig
-from genpt.model import param_groups
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices only (GPT-1's `vector_l2=False`): never biases, LayerNorm gains or 1-D tensors."""
+    decay, no_decay = [], []
+    for p in {id(p): p for p in model.parameters() if p.requires_grad}.values():
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer | MuonWithAdamW:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from genpt import checkpoint as ckpt
 from genpt import io
-from genpt.config import PretrainConfig, apply_overrides, from_dict
-from genpt.data.corpus import LMBatches, TokenShards
+from genpt.config import PretrainConfig, apply_overrides, from_dict, load_pretrain_config
+from genpt.data.shards import LMBatches, TokenShards
 from genpt.errors import GenptError
 from genpt.model import GPT
 from genpt.tokenizer import Tokenizer
@@ -37,6 +38,15 @@ def resume_config(run_dir: Path, overrides: list[str]) -> PretrainConfig:
     config = from_dict(PretrainConfig, apply_overrides(data, overrides))
     config.validate()
     return config
+
+
+def run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: bool, config_file: str | Path | None = None,
+               new: Callable[[], PretrainConfig] | None = None) -> PretrainConfig:
+    """A resumed run's own settings (with `overrides`) when `run_dir` holds one, else a new run's: `new()`, or
+    defaults, then `config_file`, then `overrides`."""
+    if resume and (Path(run_dir) / CONFIG_FILE).exists():
+        return resume_config(Path(run_dir), list(overrides))
+    return new() if new is not None else load_pretrain_config(config_file, list(overrides))
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:

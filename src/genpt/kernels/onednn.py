@@ -2,10 +2,11 @@
 
 PyTorch sends a float32 `F.linear` on the CPU to MKL, which takes its AVX2 path on AMD processors;
 oneDNN (bundled with PyTorch, and already what bfloat16 uses) picks AVX-512 where the CPU has it.
-`linear` runs the forward product and both backward products (input and weight gradients) through
-`torch.ops.mkldnn._linear_pointwise`, the op Inductor itself lowers to, and falls back to `F.linear`
-everywhere else: GPUs, other dtypes, under autocast (which casts to bfloat16 and so already reaches
-oneDNN), and when oneDNN is missing or turned off with GENPT_ONEDNN_LINEAR=0. Only the order of
+`onednn_linear` runs the forward product and both backward products (input and weight gradients)
+through `torch.ops.mkldnn._linear_pointwise`, the op Inductor itself lowers to; `applies` leaves
+`F.linear` (the plain twin, genpt.kernels) everywhere else: GPUs, other dtypes, under autocast (which
+casts to bfloat16 and so already reaches oneDNN), and when oneDNN is missing or turned off with
+GENPT_ONEDNN_LINEAR=0. Only the order of
 the floating-point sums changes (relative differences ~1e-7).
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import os
 
 import torch
-import torch.nn.functional as F
 
 
 def available() -> bool:
@@ -24,7 +24,7 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-ENABLED = available()  # read once: `linear` checks it on every call
+ENABLED = available()  # read once: `applies` checks it on every call
 
 
 @torch.library.custom_op("genpt::onednn_linear", mutates_args=())
@@ -66,7 +66,7 @@ class _OneDnnLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+def applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
     return (
         ENABLED
         and x.device.type == "cpu"
@@ -77,18 +77,9 @@ def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`F.linear(x, weight, bias)`, through oneDNN where that is faster (see the module's docstring)."""
-    if _applies(x, weight):
-        return _OneDnnLinear.apply(x, weight, bias)
-    return F.linear(x, weight, bias)
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.linear(x, weight, bias)` with all three products through oneDNN (where `applies`)."""
+    return _OneDnnLinear.apply(x, weight, bias)
 
 
-class Linear(torch.nn.Linear):
-    """`nn.Linear` (same parameters, same state dict) whose product goes through `linear`."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
-
-
-__all__ = ["Linear", "available", "linear", "product"]
+__all__ = ["applies", "available", "onednn_linear", "product"]

@@ -6,14 +6,12 @@ Cutting each 64-bit draw into four 16-bit lanes gives the same Bernoulli masks a
 cost; the drop probability is rounded to a multiple of 1/65536 (0.1 becomes 0.100006) and the
 scale of the kept values uses that rounded probability, so the expectation is exact. Masks come from
 the global CPU generator, so `torch.manual_seed` makes them repeatable, as with `F.dropout`.
-Elsewhere (GPUs, under torch.compile, which fuses its own) this is `F.dropout`.
+Elsewhere (GPUs, under torch.compile, which fuses its own) `applies` leaves `F.dropout`, the plain twin.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 LANES = 65536  # values of a 16-bit lane
 
@@ -47,12 +45,12 @@ class _MaskedScale(torch.autograd.Function):
         return grad if ctx.scale == 1.0 else grad.mul_(ctx.scale), None, None
 
 
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """`F.dropout(x, p, training)`, with the cheaper masks on the CPU."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu" or torch.compiler.is_compiling() or p >= 1.0:
-        return F.dropout(x, p, True)
+def applies(x: torch.Tensor, p: float, training: bool) -> bool:
+    return x.device.type == "cpu" and not torch.compiler.is_compiling() and p < 1.0
+
+
+def lane_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """`F.dropout(x, p, training=True)` with the cheaper masks (where `applies`)."""
     keep, scale = keep_mask(x.shape, p)
     return _MaskedScale.apply(x, keep, scale)
 
@@ -62,11 +60,4 @@ def apply_mask(x: torch.Tensor, keep: torch.Tensor, scale: float = 1.0) -> torch
     return _MaskedScale.apply(x, keep, scale)
 
 
-class Dropout(nn.Dropout):
-    """`nn.Dropout` through `dropout`."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
-
-
-__all__ = ["Dropout", "apply_mask", "dropout", "keep_mask"]
+__all__ = ["applies", "apply_mask", "keep_mask", "lane_dropout"]

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends
 
-from genpt.attention_kernels import KERNELS, kernel_order, preferred_attention_kernels
 from genpt.config import ATTENTION_KERNELS, ModelConfig, TrainConfig
+from genpt.kernels.sdpa_priority import KERNELS, kernel_order, preferred_attention_kernels
 from genpt.model import GPT
 from genpt.train.loop import TrainTask, train
 

@@ -1,14 +1,11 @@
-"""genpt.dropout: cheaper CPU masks that are still Bernoulli(1 - p), unbiased, repeatable, and differentiable;
-the attention path that uses them computes SDPA's math with the same mask."""
-
-import math
+"""genpt.kernels.dropout_masks: cheaper CPU masks that are still Bernoulli(1 - p), unbiased, repeatable, and
+differentiable."""
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from genpt.dropout import Dropout, dropout, keep_mask
-from genpt.model import causal_attention_with_dropout
+from genpt.kernels import Dropout, dropout
+from genpt.kernels.dropout_masks import keep_mask
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -53,27 +50,3 @@ def test_eval_mode_and_p_zero_are_the_identity():
     x = torch.randn(10)
     layer = Dropout(0.1).eval()
     assert layer(x) is x and dropout(x, 0.0, True) is x
-
-
-def test_attention_with_dropout_is_sdpa_math_with_the_same_mask():
-    B, H, T, d, p = 2, 3, 12, 8, 0.3
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(B, H, T, d, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    torch.manual_seed(7)
-    y = causal_attention_with_dropout(q, k, v, p)
-    torch.manual_seed(7)
-    keep, scale = keep_mask(torch.Size([B * H, T, T]), p)
-    causal = torch.ones(T, T, dtype=torch.bool).tril()
-    weights = (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(~causal, float("-inf")).softmax(-1)
-    ref = (weights * keep.view(B, H, T, T) * scale) @ v
-    torch.testing.assert_close(y, ref)
-    grad = torch.randn_like(y)
-    for a, b in zip(torch.autograd.grad(y, (q, k, v), grad), torch.autograd.grad(ref, (q, k, v), grad), strict=True):
-        torch.testing.assert_close(a, b)
-
-
-def test_attention_without_dropping_equals_sdpa():
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(2, 2, 9, 4) for _ in range(3))
-    torch.testing.assert_close(causal_attention_with_dropout(q, k, v, 1e-9),
-                               F.scaled_dot_product_attention(q, k, v, is_causal=True))

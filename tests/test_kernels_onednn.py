@@ -1,10 +1,11 @@
-"""genpt.onednn: float32 linear layers through oneDNN compute what F.linear computes, values and gradients."""
+"""genpt.kernels.onednn: float32 linear layers through oneDNN compute what F.linear computes, values and gradients."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from genpt import onednn
+from genpt import kernels
+from genpt.kernels import onednn
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this PyTorch build has no oneDNN linear op")
 
@@ -18,7 +19,7 @@ def test_linear_matches_f_linear_values_and_gradients(shape, bias):
     w = torch.randn(n_out, n_in, requires_grad=True)
     b = torch.randn(n_out, requires_grad=True) if bias else None
     grad = torch.randn(B, T, n_out)
-    ours = onednn.linear(x, w, b)
+    ours = kernels.linear(x, w, b)
     ours.backward(grad)
     got = [x.grad, w.grad] + ([b.grad] if bias else [])
     inputs = [t.detach().double().requires_grad_() for t in [x, w] + ([b] if bias else [])]
@@ -33,18 +34,27 @@ def test_linear_matches_f_linear_values_and_gradients(shape, bias):
 def test_falls_back_to_f_linear_under_autocast_and_for_other_dtypes():
     x, w = torch.randn(4, 8), torch.randn(6, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert onednn.linear(x, w).dtype == torch.bfloat16  # autocast's own (oneDNN bf16) path
-    assert onednn.linear(x.double(), w.double()).dtype == torch.float64
+        assert kernels.linear(x, w).dtype == torch.bfloat16  # autocast's own (oneDNN bf16) path
+    assert kernels.linear(x.double(), w.double()).dtype == torch.float64
 
 
 def test_linear_module_keeps_nn_linear_state_dict():
-    layer = onednn.Linear(8, 4)
+    layer = kernels.Linear(8, 4)
     assert isinstance(layer, torch.nn.Linear)
     assert set(layer.state_dict()) == {"weight", "bias"}
 
 
+@pytest.mark.slow
 def test_linear_works_under_torch_compile():
     torch.manual_seed(0)
-    layer = onednn.Linear(16, 32)
+    layer = kernels.Linear(16, 32)
     x = torch.randn(2, 5, 16)
     torch.testing.assert_close(torch.compile(layer)(x), F.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)
+
+
+def test_switching_the_fast_path_off_gives_f_linear():
+    x, w = torch.randn(3, 8, requires_grad=True), torch.randn(6, 8)
+    with kernels.disable("linear.onednn"):
+        y = kernels.linear(x, w)
+    assert "OneDnn" not in type(y.grad_fn).__name__
+    torch.testing.assert_close(y, F.linear(x, w))

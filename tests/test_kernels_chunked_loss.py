@@ -1,14 +1,16 @@
-"""genpt.lm_loss: the chunked LM loss gives the plain cross-entropy's value and gradients, skipping ignored
+"""genpt.kernels.chunked_loss: the chunked LM loss gives the plain cross-entropy's value and gradients, skipping ignored
 targets, without holding all the logits; the model's two loss paths agree."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from genpt import lm_loss as lm
-from genpt import onednn
+from genpt import kernels
 from genpt.config import ModelConfig
-from genpt.model import GPT, IGNORE_INDEX
+from genpt.kernels import chunked_loss as lm
+from genpt.kernels import onednn
+from genpt.labels import IGNORE_INDEX
+from genpt.model import GPT
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="this PyTorch build has no oneDNN linear op")
 
@@ -32,7 +34,7 @@ def test_value_and_gradients_match_the_plain_cross_entropy(monkeypatch, chunk):
     w = torch.randn(97, 16, requires_grad=True)
     t = torch.randint(0, 97, (40,))
     t[[3, 17, 39]] = IGNORE_INDEX
-    loss = lm.lm_loss(h, w, t)
+    loss = kernels.lm_loss(h, w, t)
     assert "Chunked" in type(loss.grad_fn).__name__
     (2.5 * loss).backward()
     hd, wd = h.detach().double().requires_grad_(), w.detach().double().requires_grad_()
@@ -48,7 +50,7 @@ def test_under_bfloat16_autocast_it_stays_close_to_the_float32_loss():
     torch.manual_seed(0)
     h, w, t = torch.randn(64, 32), torch.randn(200, 32) * 0.1, torch.randint(0, 200, (64,))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = lm.lm_loss(h, w, t)
+        loss = kernels.lm_loss(h, w, t)
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, plain(h, w, t), rtol=2e-2, atol=2e-2)
 
@@ -56,12 +58,12 @@ def test_under_bfloat16_autocast_it_stays_close_to_the_float32_loss():
 def test_plain_path_for_logits_that_fit_in_a_few_chunks(monkeypatch):
     monkeypatch.setattr(lm, "MIN_ROWS", 256)
     h = torch.randn(511, 8, requires_grad=True)
-    assert not lm.fused_applies(h, 40478) and lm.fused_applies(torch.randn(4096, 8), 40478)
+    assert not lm.applies(h, None, None, 40478) and lm.applies(torch.randn(4096, 8), None, None, 40478)
 
 
 def test_all_targets_ignored_gives_zero_not_nan():
     h, w = torch.randn(8, 8, requires_grad=True), torch.randn(10, 8)
-    loss = lm.lm_loss(h, w, torch.full((8,), IGNORE_INDEX))
+    loss = kernels.lm_loss(h, w, torch.full((8,), IGNORE_INDEX))
     loss.backward()
     assert loss.item() == 0.0 and torch.all(h.grad == 0)
 

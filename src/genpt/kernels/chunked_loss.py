@@ -5,11 +5,11 @@ Projecting every position onto the vocabulary and taking the cross-entropy the p
 zeroed NLL gradient and the head's two gradient products: on the small shape 67 MB, six times a
 step. Here the rows go through in chunks that stay in cache: each chunk's logits give its share of
 the loss and, at once, its gradients (softmax minus one-hot, over the number of scored positions),
-which the backward pass only scales. The products go through genpt.onednn. The loss and gradients
+which the backward pass only scales. The products go through oneDNN (genpt.kernels.onednn). The loss and gradients
 are those of `F.cross_entropy(h @ weight.T, targets, ignore_index=IGNORE_INDEX)` (mean over the
 scored positions), to float32 rounding; under bfloat16 autocast the products run in bfloat16 and
 the softmax in float32, as autocast does on the plain path. GPUs and torch.compile keep the plain
-path, which Inductor fuses itself.
+twin (genpt.kernels), which Inductor fuses itself.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genpt import onednn
-from genpt.onednn import linear, product
+from genpt.kernels import onednn
+from genpt.kernels.onednn import product
+from genpt.labels import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 1 << 21  # logits per chunk (8 MB of float32): about what a core's share of cache holds
 MIN_ROWS = 256  # fewer rows make the weight-gradient product (a sum over rows) inefficient
 
@@ -29,7 +29,7 @@ def rows_per_chunk(vocab: int) -> int:
     return max(MIN_ROWS, CHUNK_ELEMENTS // vocab)
 
 
-def fused_applies(h: torch.Tensor, vocab: int) -> bool:
+def applies(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> bool:
     """On the CPU, when the logits span several chunks: with one or two, the plain path's fewer
     products win (GPT-1's shape at batch 1: 511 rows of 40,478 logits, 10% faster plain)."""
     rows = h.numel() // h.size(-1)
@@ -84,16 +84,9 @@ def _forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
     return (total / count).to(torch.float32)
 
 
-def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int | None = None) -> torch.Tensor:
-    """Mean cross-entropy of `h @ weight.T` (rows of h: positions) against `targets` (IGNORE_INDEX skipped).
-
-    Rows of `weight` from `vocab` on are padding (ModelConfig.pad_vocab_multiple): they take part in the
-    product, whose shape they are there to round, but never in the softmax.
-    """
-    vocab = vocab or weight.size(0)
-    if fused_applies(h, vocab):  # chunks this size gain nothing from the padding: it is left out
-        return _ChunkedLinearCrossEntropy.apply(h.reshape(-1, h.size(-1)), weight[:vocab], targets.reshape(-1))
-    return cross_entropy(linear(h, weight), targets, vocab)
+def chunked_lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
+    """The LM loss in chunks (where `applies`); chunks this size gain nothing from the padding: it is left out."""
+    return _ChunkedLinearCrossEntropy.apply(h.reshape(-1, h.size(-1)), weight[:vocab], targets.reshape(-1))
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
@@ -102,4 +95,4 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, vocab: int) -> to
     return F.cross_entropy(logits.reshape(-1, vocab).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
-__all__ = ["IGNORE_INDEX", "cross_entropy", "lm_loss"]
+__all__ = ["applies", "chunked_lm_loss", "cross_entropy", "rows_per_chunk"]

@@ -1,0 +1,50 @@
+"""Causal self-attention over a key/value cache: SDPA (the plain twin), and the CPU path with dropout.
+
+Queries are the last `T` positions of the keys: with a cache (`past` = keys - queries), query i sees
+every cached key and the new keys up to itself. An explicit `attn_mask` (B, 1, T, keys), True where a
+query may attend, replaces the causal mask (genpt.generate's left-padded batches).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from genpt.kernels.dropout_masks import apply_mask, keep_mask
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0,
+                   attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.scaled_dot_product_attention` with the causal mask the cache calls for."""
+    T, past = q.size(2), k.size(2) - q.size(2)
+    if attn_mask is not None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    if past == 0:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if T == 1:  # one new token sees every key: no mask to build, each step of generation
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    mask = torch.ones(T, k.size(2), dtype=torch.bool, device=q.device).tril(diagonal=past)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+def cpu_dropout_applies(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0,
+                        attn_mask: torch.Tensor | None = None) -> bool:
+    """Training on the CPU without a cache: no fused CPU kernel drops attention weights."""
+    return (dropout_p > 0 and attn_mask is None and k.size(2) == q.size(2) and q.device.type == "cpu"
+            and not torch.compiler.is_compiling())
+
+
+def causal_attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0,
+                                  attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """SDPA's math path for dropped attention weights, cheaper: genpt's dropout masks, the causal mask and
+    1/sqrt(d) folded into one baddbmm, and the dropout's 1/(1-p) applied to the (T, d) output instead of
+    the (T, T) weights. Needs no cache and no `attn_mask` (cpu_dropout_applies)."""
+    B, H, T, d = q.shape
+    q3, k3, v3 = (t.reshape(B * H, T, d) for t in (q, k, v))
+    future = torch.full((T, T), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+    weights = torch.baddbmm(future, q3, k3.transpose(1, 2), alpha=d**-0.5).softmax(dim=-1)
+    keep, scale = keep_mask(weights.shape, dropout_p)
+    return torch.bmm(apply_mask(weights, keep), v3).mul_(scale).view(B, H, T, d)
+
+
+__all__ = ["causal_attention_with_dropout", "cpu_dropout_applies", "sdpa_attention"]
