@@ -91,6 +91,9 @@ def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab:
     product, whose shape they are there to round, but never in the softmax.
     """
     vocab = vocab or weight.size(0)
+    backend = getattr(weight, "genpt_lm_loss", None)  # set on a tied head by genpt.kernels.backends
+    if backend is not None:
+        return backend(h, weight, targets, vocab)
     if fused_applies(h, vocab):  # chunks this size gain nothing from the padding: it is left out
         return _ChunkedLinearCrossEntropy.apply(h.reshape(-1, h.size(-1)), weight[:vocab], targets.reshape(-1))
     return cross_entropy(linear(h, weight), targets, vocab)

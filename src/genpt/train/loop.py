@@ -30,6 +30,7 @@ from genpt import checkpoint as ckpt
 from genpt.attention_kernels import preferred_attention_kernels
 from genpt.config import TrainConfig
 from genpt.errors import GenptError
+from genpt.kernels.backends import apply_backends
 from genpt.train import distributed
 from genpt.train.metrics_log import MetricsLog
 from genpt.train.optimizers import make_optimizer, set_learning_rate
@@ -182,6 +183,7 @@ def _train(
         train_seconds = state.get("train_seconds", 0.0)
         log.info("resumed from %s (step %d, %d tokens seen)", found, step, tokens_seen)
     model.to(device)
+    apply_backends(model, cfg.kernels, cfg.float8, device)  # fused kernels, float8: before wrapping and compiling
     if cfg.activation_checkpointing:
         distributed.checkpoint_blocks(model)
     wrapped = distributed.wrap(model, device, cfg.strategy, bf16=cfg.dtype == "bfloat16")
@@ -190,9 +192,10 @@ def _train(
         ckpt.load_optimizer(optimizer, found, wrapped)
     parameters = list(wrapped.parameters())
     metrics = MetricsLog(run_dir, resume_step=step if resume else None) if env.is_main else _NoMetrics()
-    forward = torch.compile(wrapped) if cfg.compile else wrapped
+    forward = torch.compile(wrapped, mode=cfg.compile_mode) if cfg.compile else wrapped
     # Evaluation runs the bare model under DDP (no gradient hooks); under FSDP the model is the wrapper.
-    evaluate_with = forward if wrapped is model else (torch.compile(model) if cfg.compile else model)
+    evaluate_with = forward if wrapped is model else (torch.compile(model, mode=cfg.compile_mode) if cfg.compile
+                                                      else model)
     bar = _Progress(step, total_steps, progress and env.is_main)
     started, last_log_time, last_log_tokens = time.monotonic(), time.monotonic(), tokens_seen
     last_eval: dict[str, float] = {}

@@ -1,0 +1,1 @@
+"""Fast paths and fused backends that the model uses without knowing which one ran."""
