@@ -63,3 +63,27 @@ def test_the_tied_head_is_found_in_the_lm_and_the_task_model():
     task = GPTForTask(TINY, "classification", 2)
     assert tied_head_weight(task) is task.gpt.tokens_embed.weight
     assert tied_head_weight(torch.nn.Linear(4, 4)) is None
+
+
+@pytest.mark.slow
+def test_the_compiled_model_hands_its_loss_to_the_backend_on_the_head():
+    """How train.kernels=liger reaches the loss: the tied head's weight names a backend that genpt's LM loss
+    calls, also from inside torch.compile (the backend runs outside the graph, as liger's must)."""
+    from genpt.lm_loss import cross_entropy
+
+    calls = []
+
+    @torch.compiler.disable
+    def backend(h, weight, targets, vocab):
+        calls.append(h.shape)
+        return cross_entropy(h @ weight[:vocab].t(), targets, vocab)
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=64, n_ctx=16, n_embd=32, n_layer=2, n_head=2, embd_pdrop=0.0,
+                            attn_pdrop=0.0, resid_pdrop=0.0, pad_vocab_multiple=48))
+    ids = torch.randint(0, 64, (2, 16))
+    plain = model(ids, labels=ids, return_logits=False).loss
+    model.lm_head.weight.genpt_lm_loss = backend
+    compiled = torch.compile(model)(ids, labels=ids, return_logits=False).loss
+    assert calls == [torch.Size([2, 15, 32])]
+    torch.testing.assert_close(compiled, plain, rtol=1e-5, atol=1e-6)

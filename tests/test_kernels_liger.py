@@ -70,7 +70,7 @@ def compare() -> dict:
     ids = torch.randint(0, config.vocab_size, (3, config.n_ctx))
     labels = ids.clone()
     labels[0, 5:9] = -100  # ignored positions
-    out = {"applied": applied, "types": sorted({type(m).__name__ for m in fused.modules()}),
+    out = {"applied": applied, "types": sorted({type(m).__module__ + "." + type(m).__name__ for m in fused.modules()}),
            "same_keys": list(plain.state_dict()) == list(fused.state_dict())}
     for key, model in (("plain", plain), ("liger", fused)):
         loss = model(ids, labels=labels, return_logits=False).loss
@@ -86,7 +86,8 @@ def test_liger_gives_the_plain_loss_and_gradients_under_tritons_interpreter():
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["applied"] == ["liger (4 layer norms, fused linear + cross-entropy loss)"]
-    assert "LigerLayerNorm" in out["types"] and "LayerNorm" not in out["types"]
+    assert "genpt.kernels.liger.LayerNorm" in out["types"]
+    assert "torch.nn.modules.normalization.LayerNorm" not in out["types"]
     assert out["same_keys"]
     assert out["liger"]["loss"] == pytest.approx(out["plain"]["loss"], rel=LOSS_RTOL)
     import torch

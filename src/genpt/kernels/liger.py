@@ -11,8 +11,10 @@ keep the product's rounded shape and get a bias of -inf, so they never enter the
 gradient: the loss is the unpadded model's.
 
 The loss runs outside torch.compile's graph (`torch.compiler.disable`): it reads the count of scored
-targets on the host, which a graph cannot. The layer norms are left to Dynamo, which traces
-user-defined Triton kernels.
+targets on the host, which a graph cannot. The layer norms call liger's Triton autograd function
+directly, which Dynamo can trace into the compiled graph: liger's own `LigerLayerNorm` goes through
+its backend dispatcher, which is `torch.compiler.disable`d and would break the graph at each of the
+24 norms.
 """
 
 from __future__ import annotations
@@ -53,11 +55,18 @@ def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab:
     return LigerFusedLinearCrossEntropyFunction.apply(h, weight, targets.reshape(-1), bias, None, IGNORE_INDEX)[0]
 
 
-def layer_norm(module: nn.LayerNorm) -> nn.Module:
-    """liger's LayerNorm holding `module`'s own weight and bias."""
-    from liger_kernel.transformers.layer_norm import LigerLayerNorm
+class LayerNorm(nn.LayerNorm):
+    """`nn.LayerNorm` (same parameters, same state dict) computed by liger's Triton kernels."""
 
-    fused = LigerLayerNorm(module.normalized_shape[-1], eps=module.eps, bias=True)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from liger_kernel.ops import LigerLayerNormFunction
+
+        return LigerLayerNormFunction.apply(x, self.weight, self.bias, self.eps)
+
+
+def layer_norm(module: nn.LayerNorm) -> LayerNorm:
+    """liger's LayerNorm holding `module`'s own weight and bias."""
+    fused = LayerNorm(module.normalized_shape, eps=module.eps, device="meta")
     fused.weight, fused.bias = module.weight, module.bias
     return fused
 
@@ -78,4 +87,4 @@ def apply(model: nn.Module, head_weight: torch.Tensor | None) -> int:
     return replaced
 
 
-__all__ = ["apply", "layer_norm", "lm_loss", "missing"]
+__all__ = ["LayerNorm", "apply", "layer_norm", "lm_loss", "missing"]
