@@ -16,15 +16,16 @@
 #   3. genpt with train.float8 (torchao's float8 block linears);
 #   4. genpt with the backends that each beat the plain path by more than 1%, together (when two did);
 #   5. held-out loss: genpt's own loop (TTQ_ARGS, the Muon recipe of docs/performance.md) for as many
-#      steps as fill QUALITY_S (60) seconds at the plain path's measured speed, once plain and once
-#      with the fastest variant's settings: the same steps and tokens, so the losses compare;
+#      steps as fill QUALITY_S (60) seconds at the plain path's measured speed, plain and with the
+#      fastest variant's settings, both at once on the GPU: the same steps and tokens, so the losses
+#      compare;
 #   6. the step's profile (bench/profile_step.py) with the fastest variant's backends;
 #   7. the closing table (bench/gpu_summary.py, also OUT/summary.json).
 # BUNDLE=FILE.tar.gz also packs OUT into one archive after each step (the lent GPU machine returns
 # at most 8 files). WINNER=liger|float8|best takes that variant as the fastest, measured or not (on the
 # CPU, where no backend runs, it is how the smoke test reaches steps 5 and 6). A smoke test of the
 # script itself on the CPU, in a few minutes:
-#   PYTHON=.venv/bin/python DEVICE=cpu SHAPE=tiny BUDGET_S=900 QUALITY_S=10 WINNER=liger \
+#   PYTHON=.venv/bin/python DEVICE=cpu SHAPE=tiny BATCH=4 SMOKE=1 BUDGET_S=1800 QUALITY_S=10 WINNER=liger \
 #     TTQ_ARGS="--set model.n_layer=2 --set model.n_embd=64 --set model.n_head=2 --set model.n_ctx=64 ..." \
 #     bench/gpu.sh SHARDS /tmp/gpu-smoke
 set -uo pipefail
@@ -34,9 +35,14 @@ out="${2:-runs/gpu}"
 ttq_args="${TTQ_ARGS:---optimizer muon --lr 2e-3 --dropout 0 --warmup 200 --schedule linear}"
 device="${DEVICE:-cuda}"
 shape="${SHAPE:-gpt1}"
+batch="${BATCH:-32}"
 nanogpt="${NANOGPT:-.gpu/nanogpt}"
 site="${GPU_SITE:-.gpu/site}"
 quality_s="${QUALITY_S:-60}"
+compile=--compile steps=(--steps 20 --warmup 6) slow=1
+if [[ "${SMOKE:-0}" == 1 ]]; then  # the CPU smoke test: no compiling, 3 steps, 4x the time limits
+    compile="" steps=(--steps 3 --warmup 1) slow=4
+fi
 deadline=$((SECONDS + ${BUDGET_S:-480}))
 mkdir -p "$out"
 export PYTHONPATH="$PWD/src:$PWD/$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -56,29 +62,45 @@ print('torch', torch.__version__, '| ' + ' | '.join(f'{n} {v(n)}' for n in
   echo "nanoGPT: $nanogpt ($(test -f "$nanogpt/model.py" && sha256sum "$nanogpt/model.py" | cut -c1-12 || echo missing))"
 } | tee "$out/gpu.txt"
 
+bundle() { [[ -z "${BUNDLE:-}" ]] || tar czf "$BUNDLE" --exclude='./ttq_*' --exclude="./${BUNDLE##*/}" -C "$out" .; }
+limit_for() {  # limit_for SECONDS: the step's limit within what is left of BUDGET_S, 0 to skip it
+    local left=$((deadline - SECONDS)) want=$(($1 * slow))
+    if ((left < 30)); then echo 0; elif ((want > left)); then echo "$left"; else echo "$want"; fi
+}
 run() {  # run NAME SECONDS CMD...: log to OUT/NAME.log, stop it after SECONDS, keep going if it fails
-    local name="$1" limit="$2" left=$((deadline - SECONDS)); shift 2
-    if ((left < 30)); then echo "!! $name skipped: ${left} s of BUDGET_S left"; return; fi
-    ((limit > left)) && limit=$left
+    local name="$1" limit; limit=$(limit_for "$2"); shift 2
+    if ((limit == 0)); then echo "!! $name skipped: $((deadline - SECONDS)) s of BUDGET_S left"; return; fi
     echo "== $name (limit ${limit} s, $((deadline - SECONDS)) s left): $*"
     timeout --kill-after=10 "$limit" "$@" > >(tee "$out/$name.log") 2>&1 || echo "!! $name failed (exit $?)"
-    [[ -z "${BUNDLE:-}" ]] || tar czf "$BUNDLE" --exclude=./ttq -C "$out" .
+    bundle
 }
-throughput() {  # throughput NAME SECONDS ARGS...: GPT-1 shape, bf16, batch 32, compiled, no dropout
+throughput() {  # throughput NAME SECONDS ARGS...: GPT-1 shape, bf16, batch 32 (BATCH), compiled, no dropout
     local name="$1" limit="$2"; shift 2
-    run "throughput_$name" "$limit" $python bench/train_throughput.py --shape "$shape" --batch 32 --dtype bfloat16 \
-        --device "$device" --compile --pad-vocab 64 --dropout 0 --steps 20 --warmup 6 "$@" \
+    run "throughput_$name" "$limit" $python bench/train_throughput.py --shape "$shape" --batch "$batch" --dtype bfloat16 \
+        --device "$device" $compile --pad-vocab 64 --dropout 0 "${steps[@]}" "$@" \
         --save "$out/throughput_$name.json"
 }
-quality() {  # quality NAME SETTINGS...: genpt's loop for the steps that fill QUALITY_S at the plain speed
-    local name="$1"; shift
-    rm -rf "$out/ttq"
-    # shellcheck disable=SC2086  # TTQ_ARGS is a list of options
-    run "quality_$name" $((quality_s + 90)) $python bench/time_to_quality.py --shards "$shards" --seconds "$quality_s" \
-        --tokens-per-s "$tps" --set "train.device=$device" $ttq_args "$@" -o "$out/ttq"
-    cp "$out/ttq/metrics.jsonl" "$out/quality_${name}_metrics.jsonl" 2>/dev/null
-    cp "$out/ttq/time_to_quality.json" "$out/quality_$name.json" 2>/dev/null
-    rm -rf "$out/ttq"  # the checkpoint is large; the metrics are kept
+quality() {  # quality SETTINGS...: genpt's loop, plain and with SETTINGS, at once, for the steps that fill
+    # QUALITY_S at the plain path's measured speed. The two share the GPU (each takes about twice as long,
+    # both compile at once): the same steps, data and seeds, so their held-out losses compare.
+    local name limit; limit=$(limit_for $((2 * quality_s + 100)))
+    if ((limit == 0)); then echo "!! quality skipped: $((deadline - SECONDS)) s of BUDGET_S left"; return; fi
+    echo "== quality (limit ${limit} s, $((deadline - SECONDS)) s left): plain, and with $*"
+    rm -rf "$out"/ttq_*
+    for name in plain winner; do
+        # shellcheck disable=SC2046,SC2086  # TTQ_ARGS and the settings are lists of options
+        timeout --kill-after=10 "$limit" $python bench/time_to_quality.py --shards "$shards" --seconds "$quality_s" \
+            --tokens-per-s "$tps" --set "train.device=$device" $ttq_args $([[ $name == winner ]] && echo "$@") \
+            -o "$out/ttq_$name" > "$out/quality_$name.log" 2>&1 || echo "!! quality $name failed (exit $?)" &
+    done
+    wait
+    for name in plain winner; do
+        echo "-- quality $name:" && tail -n 3 "$out/quality_$name.log"
+        cp "$out/ttq_$name/metrics.jsonl" "$out/quality_${name}_metrics.jsonl" 2>/dev/null
+        cp "$out/ttq_$name/time_to_quality.json" "$out/quality_$name.json" 2>/dev/null
+    done
+    rm -rf "$out"/ttq_*  # the checkpoints are large; the metrics are kept
+    bundle
 }
 
 throughput plain 150 --impls genpt,nanogpt --nanogpt "$nanogpt"
@@ -98,16 +120,15 @@ winner_settings=$($python bench/gpu_summary.py "$out" --winner settings ${WINNER
 winner_flags=$($python bench/gpu_summary.py "$out" --winner bench ${WINNER:+--force "$WINNER"})
 echo "-- plain path: $tps tok/s; fastest variant: ${winner_settings:-the plain path}"
 if [[ -n "$winner_settings" ]]; then
-    quality plain
     # shellcheck disable=SC2086  # the settings are a list
-    quality winner $winner_settings
+    quality $winner_settings
 else
     echo "-- no held-out-loss check: no backend beat the plain path"
 fi
 
 # shellcheck disable=SC2086  # the flags are a list
-run profile_step 90 $python bench/profile_step.py --device "$device" --shape "$shape" --batch 32 --compile \
+run profile_step 90 $python bench/profile_step.py --device "$device" --shape "$shape" --batch "$batch" $compile \
     --pad-vocab 64 --dropout 0 $winner_flags --save "$out/profile_step.json"
 $python bench/gpu_summary.py "$out" | tee "$out/summary.txt"
-[[ -z "${BUNDLE:-}" ]] || tar czf "$BUNDLE" --exclude=./ttq -C "$out" .
+bundle
 echo "done in $SECONDS s"

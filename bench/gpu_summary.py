@@ -106,8 +106,9 @@ def table(out: Path, found: dict[str, dict]) -> dict:
     q = quality(out)
     print(f"\nwinner: {best or 'plain'}; issue 18's target: >= 1.25x nanoGPT, MFU >= 0.60")
     if q:
+        settings = " ".join(kv for kv in q["winner_settings"] if kv.startswith(("train.kernels", "train.float8")))
         print(f"held-out loss after {q['steps']} steps: plain {q['plain_final_val_loss']:.4f}, "
-              f"winner {q['winner_final_val_loss']:.4f} ({q['difference']:+.4f})")
+              f"with {settings} {q['winner_final_val_loss']:.4f} ({q['difference']:+.4f})")
     summary = {"nanogpt_tokens_per_s": nano, "variants": rows, "winner": best or "plain", "quality": q}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
