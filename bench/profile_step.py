@@ -25,8 +25,9 @@ from collections import defaultdict
 import torch
 from train_throughput import SHAPES
 
-from genpt.config import ATTENTION_KERNELS, ModelConfig, TrainConfig
+from genpt.config import ATTENTION_KERNELS, COMPILE_MODES, TRAIN_KERNELS, ModelConfig, TrainConfig
 from genpt.kernels import preferred_attention_kernels
+from genpt.kernels.backends import apply_backends
 from genpt.model import GPT
 from genpt.train.optimizers import make_optimizer
 
@@ -38,6 +39,7 @@ KINDS = [
     ("matmul (Muon's iterations too)",
      re.compile(r"\bmm\b|addmm|gemm|matmul|cutlass|xmma|nvjet|cublas|splitk|linear|mkldnn")),
     ("optimizer", re.compile(r"adam|muon|foreach|multi_tensor")),
+    ("float8 scaling (amax, casts)", re.compile(r"abs_max|amax|float8|fp8")),
     ("layer norm", re.compile(r"layer_norm")),
     ("GELU", re.compile(r"gelu")),
     ("copy/cast", re.compile(r"copy|cast|\bcat\b|fill|memset")),
@@ -60,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES, help="torch.compile's mode")
+    p.add_argument("--kernels", default="torch", choices=TRAIN_KERNELS, help="train.kernels: whose fused kernels")
+    p.add_argument("--float8", action="store_true", help="train.float8: torchao's float8 block linears")
     p.add_argument("--pad-vocab", type=int, default=1)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--optimizer", choices=("adamw", "muon"), default="adamw")
@@ -81,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = GPT(config).to(device).train()
+    applied = apply_backends(model, args.kernels, args.float8, device)
     optimizer = make_optimizer(model, TrainConfig(optimizer=args.optimizer), device)
-    forward = torch.compile(model) if args.compile else model
+    forward = torch.compile(model, mode=args.compile_mode) if args.compile else model
     ids = torch.randint(0, vocab, (args.batch, n_ctx), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
 
@@ -129,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
         by_kind[kind(name)] += us
     unit = "device" if on_device else "CPU self"
     print(f"{args.shape} shape, batch {args.batch} x {n_ctx}, {args.dtype}, {args.device}"
-          f"{', compiled' if args.compile else ''}, dropout {args.dropout:g}, optimizer {args.optimizer}, "
+          f"{f', compiled ({args.compile_mode})' if args.compile else ''}"
+          f"{', ' + ', '.join(applied) if applied else ''}, dropout {args.dropout:g}, optimizer {args.optimizer}, "
           f"attention kernel {args.attention_kernel}: "
           f"{total / 1000:.1f} ms of {unit} time per step; {wall_ms:.1f} ms of wall-clock time unprofiled"
           f" (median of {args.steps})")

@@ -1,4 +1,4 @@
-"""Training throughput of genpt's GPT against Hugging Face's OpenAIGPTLMHeadModel and litgpt's GPT.
+"""Training throughput of genpt's GPT against Hugging Face's OpenAIGPTLMHeadModel, litgpt's and nanoGPT's GPT.
 
 One training step is forward (LM loss on `labels=ids`), backward and a fused AdamW step (the same
 optimizer for every implementation), dropout on where the implementation has it (litgpt has none).
@@ -11,7 +11,8 @@ per second on the same nominal model, not each library's own FLOP count; MFU div
 fastest matrix product measured on the same device, at the same precision, in the same run.
 
 litgpt pins an older huggingface_hub than transformers 5 needs, so it lives in its own virtualenv
-(`scripts/bench-venv.sh` makes `.venv-litgpt`); its worker runs there when it exists.
+(`scripts/bench-venv.sh` makes `.venv-litgpt`); its worker runs there when it exists. nanoGPT is not a
+package: `--nanogpt PATH` names a checkout (a folder holding its model.py), imported from there.
 
     python bench/train_throughput.py --shape tiny                       # smoke test, seconds
     python bench/train_throughput.py --shape small --steps 10 --warmup 3 --repeats 3
@@ -38,15 +39,15 @@ SHAPES = {
     "small": (6, 384, 6, 256, 8192, 8),
     "gpt1": (12, 768, 12, 512, 40478, 1),
 }
-IMPLEMENTATIONS = ("genpt", "hf", "litgpt")
-NAMES = {"genpt": "genpt GPT", "hf": "HF OpenAIGPT", "litgpt": "litgpt GPT"}
+IMPLEMENTATIONS = ("genpt", "hf", "litgpt", "nanogpt")
+NAMES = {"genpt": "genpt GPT", "hf": "HF OpenAIGPT", "litgpt": "litgpt GPT", "nanogpt": "nanoGPT GPT"}
 LITGPT_PYTHON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".venv-litgpt", "bin", "python")
 ADAMW = dict(lr=2.5e-4, betas=(0.9, 0.999), eps=1e-8)  # GPT-1's pre-training optimiser
 WEIGHT_DECAY = 0.01  # on matrices only, for both (genpt.train.optimizers.param_groups)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from genpt.config import ATTENTION_KERNELS
+    from genpt.config import ATTENTION_KERNELS, TRAIN_KERNELS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=SHAPES, default="small")
@@ -69,8 +70,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune | ...")
     p.add_argument("--attention-kernel", default="torch", choices=ATTENTION_KERNELS,
                    help="SDPA's first choice for every implementation (genpt's train.attention_kernel)")
+    p.add_argument("--kernels", default="torch", choices=TRAIN_KERNELS,
+                   help="genpt's train.kernels (liger: liger-kernel's fused loss and LayerNorm, CUDA)")
+    p.add_argument("--float8", action="store_true", help="genpt's train.float8 (torchao, CUDA sm89+)")
+    p.add_argument("--nanogpt", metavar="PATH", default="", help="a nanoGPT checkout (the folder of its model.py)")
     p.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
-                   help="comma-separated implementations to run (default: all; litgpt is skipped if missing)")
+                   help="comma-separated implementations to run (default: all; litgpt and nanogpt are "
+                        "skipped if missing)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--save", metavar="PATH", help="also write the JSON object to PATH")
     p.add_argument("--worker", choices=(*IMPLEMENTATIONS, "ceiling"), help=argparse.SUPPRESS)
@@ -90,13 +96,15 @@ def model_config(args: argparse.Namespace):
                        pad_vocab_multiple=args.pad_vocab)
 
 
-def build_model(impl: str, config):
+def build_model(impl: str, config, nanogpt: str = ""):
     if impl == "genpt":
         from genpt.model import GPT
 
         return GPT(config)
     if impl == "litgpt":
         return LitGPTWithLoss(config)
+    if impl == "nanogpt":
+        return nanogpt_model(config, nanogpt)
     import transformers
 
     hf_config = transformers.OpenAIGPTConfig(
@@ -134,6 +142,29 @@ class LitGPTWithLoss:
         return Wrapped(lit)
 
 
+def nanogpt_model(config, path: str):
+    """nanoGPT's GPT from the checkout at `path`, at genpt's shape, called like the others: pre-LN with a
+    final norm (nanoGPT has no post-LN), learned positions, tied head, biases, one dropout rate, and
+    genpt's padded vocabulary (nanoGPT pads its own, 50,257 to 50,304). Its loss is its own: the logits
+    of every position, then the cross-entropy (the last position's target ignored)."""
+    import importlib.util
+
+    import torch.nn.functional as F
+
+    spec = importlib.util.spec_from_file_location("nanogpt_model", os.path.join(path, "model.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Wrapped(module.GPT):
+        def forward(self, ids, labels=None):
+            logits, loss = super().forward(ids, F.pad(labels[:, 1:], (0, 1), value=-1))
+            return type("Out", (), {"loss": loss, "logits": logits})
+
+    return Wrapped(module.GPTConfig(block_size=config.n_ctx, vocab_size=config.padded_vocab_size,
+                                    n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
+                                    dropout=config.resid_pdrop, bias=True))
+
+
 def ceiling(args: argparse.Namespace) -> dict:
     """The fastest matrix product on this device at the run's precision, in GFLOP/s (median of repeats).
 
@@ -169,13 +200,15 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     from genpt.kernels import preferred_attention_kernels
+    from genpt.kernels.backends import apply_backends
     from genpt.train.optimizers import param_groups
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     config = model_config(args)
-    model = build_model(args.worker, config).to(device).train()
+    model = build_model(args.worker, config, args.nanogpt).to(device).train()
+    applied = apply_backends(model, args.kernels, args.float8, device) if args.worker == "genpt" else []
     optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW, fused=True)
     forward = torch.compile(model, mode=args.compile_mode) if args.compile else model
     loss_only = {"return_logits": False} if args.worker == "genpt" else {}  # genpt's training path
@@ -198,11 +231,13 @@ def worker(args: argparse.Namespace) -> dict:
                 times.append(time.perf_counter() - start)
                 losses.append(loss.item())  # after the clock: .item() would sync mid-step
     n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    return {"step_s": times, "losses": losses, "parameters": n_params}
+    return {"step_s": times, "losses": losses, "parameters": n_params, "backends": applied}
 
 
-def python_for(impl: str) -> str | None:
+def python_for(impl: str, nanogpt: str = "") -> str | None:
     """The interpreter that can run `impl`, or None when none here can."""
+    if impl == "nanogpt":
+        return sys.executable if os.path.isfile(os.path.join(nanogpt, "model.py")) else None
     if impl != "litgpt":
         return sys.executable
     for python in (sys.executable, LITGPT_PYTHON):
@@ -235,9 +270,10 @@ def main(argv: list[str] | None = None) -> None:
     config = model_config(args)
     tokens_per_step = args.batch * config.n_ctx
     impls = [i for i in args.impls.split(",") if i]
-    pythons = {impl: python_for(impl) for impl in impls}
+    pythons = {impl: python_for(impl, args.nanogpt) for impl in impls}
     for impl in [i for i, p in pythons.items() if p is None]:
-        print(f"  {impl}: not installed here, skipped (scripts/bench-venv.sh installs it)", file=sys.stderr)
+        how = "--nanogpt PATH names a checkout" if impl == "nanogpt" else "scripts/bench-venv.sh installs it"
+        print(f"  {impl}: not installed here, skipped ({how})", file=sys.stderr)
         impls.remove(impl)
     env = {"torch": torch.__version__, "transformers": version("transformers"), "cpu": cpu_name(),
            "device": args.device, "python": platform.python_version(), "cores": os.cpu_count(),
@@ -265,7 +301,8 @@ def main(argv: list[str] | None = None) -> None:
         tps = statistics.median(per_run)
         summary[impl] = {"tokens_per_s": tps, "tokens_per_s_runs": per_run, "gflops_per_s": tps * flops / 1e9,
                          "mfu": tps * flops / 1e9 / peak["gflops_per_s"],
-                         "parameters": results[0]["parameters"], "last_loss": results[-1]["losses"][-1]}
+                         "parameters": results[0]["parameters"], "last_loss": results[-1]["losses"][-1],
+                         "backends": results[0].get("backends", [])}
     ratio = {f"genpt/{impl}": summary["genpt"]["tokens_per_s"] / summary[impl]["tokens_per_s"]
              for impl in summary if impl != "genpt" and "genpt" in summary}
     settings = {"shape": args.shape, "n_layer": config.n_layer, "n_embd": config.n_embd,
@@ -273,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
                 "batch": args.batch, "dtype": args.dtype, "threads": args.threads, "steps": args.steps,
                 "warmup": args.warmup, "repeats": args.repeats, "flops_per_token": flops, "compile": args.compile,
                 "compile_mode": args.compile_mode, "pad_vocab_multiple": args.pad_vocab, "dropout": args.dropout,
-                "attention_kernel": args.attention_kernel}
+                "attention_kernel": args.attention_kernel, "kernels": args.kernels, "float8": args.float8}
     report = {"env": env, "settings": settings, "ceiling": peak, "results": summary, "ratios": ratio}
     if args.save:
         with open(args.save, "w") as f:
@@ -296,7 +333,9 @@ def print_report(env: dict, settings: dict, peak: dict, summary: dict, ratio: di
           + (f", genpt's rows padded to a multiple of {s['pad_vocab_multiple']}" if s.get("pad_vocab_multiple", 1) > 1
              else "")
           + (f", torch.compile ({s.get('compile_mode', 'default')})" if s["compile"] else ", eager")
-          + f", attention kernel {s.get('attention_kernel', 'torch')}")
+          + f", attention kernel {s.get('attention_kernel', 'torch')}"
+          + (f"; genpt with train.kernels={s['kernels']}" if s.get("kernels", "torch") != "torch" else "")
+          + ("; genpt with train.float8" if s.get("float8") else ""))
     print(f"median of {s['steps']} steps after {s['warmup']} warm-up, median over {s['repeats']} run(s); "
           f"{s['flops_per_token'] / 1e6:.1f} MFLOP/token")
     paths = ", ".join(f"{k} {v:,.0f}" for k, v in peak["paths"].items())
@@ -309,6 +348,9 @@ def print_report(env: dict, settings: dict, peak: dict, summary: dict, ratio: di
         rel = r["tokens_per_s"] / summary[base]["tokens_per_s"]
         print(f"{NAMES[impl]:<16}{r['tokens_per_s']:>12,.0f}{spread:>20}{r['gflops_per_s']:>10.1f}"
               f"{r['mfu']:>7.2f}{rel:>8.2f}x")
+    for impl, r in summary.items():
+        if r.get("backends"):
+            print(f"{NAMES[impl]} ran with: {'; '.join(r['backends'])}")
     if ratio:
         print("\n" + "; ".join(f"{k} tokens/s ratio: {v:.2f}" for k, v in ratio.items()))
 

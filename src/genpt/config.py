@@ -19,6 +19,9 @@ DTYPES = ("float32", "bfloat16")
 STRATEGIES = ("ddp", "fsdp")  # under torchrun: replicate the model, or shard it
 OPTIMIZERS = ("adamw", "muon")
 LR_SCHEDULES = ("cosine", "linear", "constant")
+# train.kernels: whose fused kernels train the model (genpt/kernels/backends.py); train.compile_mode: torch.compile's.
+TRAIN_KERNELS = ("torch", "liger")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -117,6 +120,9 @@ class TrainConfig(StepSettings):
     eps: float = 1e-8
     seed: int = 1234
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's: default | reduce-overhead (CUDA graphs) | max-autotune | ...
+    kernels: str = "torch"  # torch | liger (liger-kernel's fused linear + cross-entropy and LayerNorm, CUDA)
+    float8: bool = False  # torchao's float8 training of the blocks' linear layers (CUDA, compute capability >= 8.9)
     attention_kernel: str = "torch"  # SDPA's first choice: torch (its own) | cudnn | flash | efficient | math
     log_interval: int = 10
     eval_interval: int = 200
@@ -147,6 +153,12 @@ class TrainConfig(StepSettings):
         if self.attention_kernel not in ATTENTION_KERNELS:
             raise GenptError(f"train.attention_kernel must be one of {', '.join(ATTENTION_KERNELS)}, "
                              f"got {self.attention_kernel!r}")
+        if self.kernels not in TRAIN_KERNELS:
+            raise GenptError(f"train.kernels must be one of {', '.join(TRAIN_KERNELS)}, got {self.kernels!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise GenptError(f"train.compile_mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
+        if (self.kernels != "torch" or self.float8) and self.strategy == "fsdp":
+            raise GenptError("train.kernels and train.float8 swap whole layers: use train.strategy=ddp, not fsdp")
         if not 0.0 <= self.muon_momentum < 1.0:
             raise GenptError(f"train.muon_momentum must be in [0, 1), got {self.muon_momentum}")
         for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr", "muon_lr"):

@@ -79,7 +79,11 @@ def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab:
     Rows of `weight` from `vocab` on are padding (ModelConfig.pad_vocab_multiple): they take part in the
     product, whose shape they are there to round, but never in the softmax.
     """
-    return _loss(h, weight, targets, vocab or weight.size(0))
+    vocab = vocab or weight.size(0)
+    backend = getattr(weight, "genpt_lm_loss", None)  # set on a tied head by genpt.kernels.backends (liger)
+    if backend is not None:
+        return backend(h, weight, targets, vocab)
+    return _loss(h, weight, targets, vocab)
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from genpt import checkpoint as ckpt
 from genpt.config import TrainConfig
 from genpt.errors import GenptError
 from genpt.kernels import preferred_attention_kernels
+from genpt.kernels.backends import apply_backends
 from genpt.train import distributed
 from genpt.train.metrics_log import MetricsLog
 from genpt.train.optimizers import make_optimizer, set_learning_rate
@@ -200,6 +201,7 @@ def _train(
                  env.world_size, cfg.strategy, cfg.batch_size, micro, accum, env.world_size)
     found, run = _resume(model, run_dir, env, resume)
     model.to(device)
+    apply_backends(model, cfg.kernels, cfg.float8, device)  # fused kernels, float8: before wrapping and compiling
     if cfg.activation_checkpointing:
         distributed.checkpoint_blocks(model)
     wrapped = distributed.wrap(model, device, cfg.strategy, bf16=cfg.dtype == "bfloat16")
@@ -235,9 +237,10 @@ class _Session:
         self.n_micro = accum * env.world_size  # micro-batches per optimizer step, over all ranks
         self.parameters = list(wrapped.parameters())
         self.metrics = MetricsLog(run_dir, resume_step=run.step if resume else None) if env.is_main else _NoMetrics()
-        self.forward = torch.compile(wrapped) if cfg.compile else wrapped
+        self.forward = torch.compile(wrapped, mode=cfg.compile_mode) if cfg.compile else wrapped
         # Evaluation runs the bare model under DDP (no gradient hooks); under FSDP the model is the wrapper.
-        self.evaluate_with = self.forward if wrapped is model else (torch.compile(model) if cfg.compile else model)
+        self.evaluate_with = self.forward if wrapped is model else (
+            torch.compile(model, mode=cfg.compile_mode) if cfg.compile else model)
         self.bar = _Progress(run.step, total_steps, progress and env.is_main)
         self.started = self.last_log_time = time.monotonic()
         self.last_log_tokens = run.tokens_seen
