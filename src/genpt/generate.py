@@ -7,7 +7,7 @@ count from its own first token, so a row generates what it would alone (exactly 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -72,6 +72,53 @@ def _read_window(
 
 
 @torch.inference_mode()
+def generate_steps(
+    model: GPT,
+    prompts: Prompts,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield each step's new tokens (B,) and the unfiltered logits (B, vocab) they were drawn from.
+
+    Tokens come as they are made (a server streams them); the caller stops early by leaving the loop.
+    Past the context length the window slides: each step then reads the last n_ctx tokens afresh,
+    because the window's learned positions have all moved.
+    """
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens is {max_new_tokens}; it must be 0 or more")
+    model.eval()
+    n_ctx = model.config.n_ctx
+    device = model.tokens_embed.weight.device
+    tokens, pads = _left_pad(prompts, max_new_tokens, device)
+    width = tokens.size(1) - max_new_tokens
+    pad = valid = None
+    if max(pads) > 0:
+        pad = torch.tensor(pads, device=device)[:, None]
+        valid = torch.arange(tokens.size(1), device=device) >= pad  # (B, columns), False on padding
+    cache: KVCache | None = None
+    for end in range(width, width + max_new_tokens):  # end: columns filled so far
+        if cache is None or end > n_ctx:
+            lo = max(0, end - n_ctx)
+            h, cache = _read_window(model, tokens, valid[:, lo:end] if max(pads) > lo else None, lo, end)
+        elif valid is not None:
+            h, cache = model.hidden(tokens[:, end - 1:end], cache, positions=end - 1 - pad,
+                                    attn_mask=valid[:, None, None, :end])
+        else:
+            h, cache = model.hidden(tokens[:, end - 1:end], cache)
+        logits = model.logits(h[:, -1]).float()
+        if temperature <= 0:
+            token = logits.argmax(dim=-1)
+        else:
+            filtered = filter_logits(logits / temperature, top_k, top_p)
+            token = torch.multinomial(filtered.softmax(dim=-1), 1, generator=generator)[:, 0]
+        tokens[:, end] = token
+        yield token, logits
+
+
 def generate(
     model: GPT,
     prompts: Prompts,
@@ -87,51 +134,26 @@ def generate(
 
     A (B, T) tensor of prompts comes back as a (B, T + n) tensor, rows that met `eos_id` filled with it.
     A list of prompts of any lengths (lists of ids or 1-D tensors) comes back as lists of ids, each
-    ending at its first generated `eos_id`. Past the context length the window slides: each step then
-    reads the last n_ctx tokens afresh, because the window's learned positions have all moved.
+    ending at its first generated `eos_id`.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens is {max_new_tokens}; it must be 0 or more")
-    model.eval()
-    n_ctx = model.config.n_ctx
     device = model.tokens_embed.weight.device
-    tokens, pads = _left_pad(prompts, max_new_tokens, device)
-    width = tokens.size(1) - max_new_tokens
-    pad = valid = None
-    if max(pads) > 0:
-        pad = torch.tensor(pads, device=device)[:, None]
-        valid = torch.arange(tokens.size(1), device=device) >= pad  # (B, columns), False on padding
-    finished = torch.zeros(tokens.size(0), dtype=torch.bool, device=device)
-    cache: KVCache | None = None
-    end = width  # columns filled so far
-    for _ in range(max_new_tokens):
-        if cache is None or end > n_ctx:
-            lo = max(0, end - n_ctx)
-            h, cache = _read_window(model, tokens, valid[:, lo:end] if max(pads) > lo else None, lo, end)
-        elif valid is not None:
-            h, cache = model.hidden(tokens[:, end - 1:end], cache, positions=end - 1 - pad,
-                                    attn_mask=valid[:, None, None, :end])
-        else:
-            h, cache = model.hidden(tokens[:, end - 1:end], cache)
-        logits = model.logits(h[:, -1]).float()
-        if temperature <= 0:
-            token = logits.argmax(dim=-1)
-        else:
-            logits = filter_logits(logits / temperature, top_k, top_p)
-            token = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
+    rows = prompts.size(0) if isinstance(prompts, torch.Tensor) and prompts.dim() == 2 else len(prompts)
+    finished = torch.zeros(rows, dtype=torch.bool, device=device)
+    new: list[torch.Tensor] = []
+    for token, _ in generate_steps(model, prompts, max_new_tokens, temperature=temperature, top_k=top_k,
+                                   top_p=top_p, generator=generator):
         if eos_id is not None:
             token = token.masked_fill(finished, eos_id)
             finished |= token == eos_id
-        tokens[:, end] = token
-        end += 1
+        new.append(token)
         if eos_id is not None and bool(finished.all()):
             break
+    made = torch.stack(new, dim=1) if new else torch.zeros(rows, 0, dtype=torch.long, device=device)
     if isinstance(prompts, torch.Tensor):
-        return tokens[:, :end]
-    rows = []
-    for row, skip in enumerate(pads):
-        ids = tokens[row, skip:end].tolist()
-        if eos_id is not None and eos_id in ids[width - skip:]:
-            ids = ids[:ids.index(eos_id, width - skip) + 1]
-        rows.append(ids)
-    return rows
+        return torch.cat([prompts.to(device), made], dim=1)
+    out = []
+    for prompt, ids in zip(prompts, made.tolist(), strict=True):
+        if eos_id is not None and eos_id in ids:
+            ids = ids[:ids.index(eos_id) + 1]
+        out.append(torch.as_tensor(prompt, dtype=torch.long).view(-1).tolist() + ids)
+    return out
