@@ -203,6 +203,15 @@ def cmd_convert(args: argparse.Namespace) -> None:
     print(f"{args.path} ({args.source or 'detected'}) converted to {args.target}: {out}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from genpt.serve import Limits, serve
+
+    limits = Limits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes,
+                    max_items=args.max_items, max_item_tokens=args.max_item_tokens,
+                    max_new_tokens=args.max_new_tokens, timeout=args.timeout)
+    serve(args.run, host=args.host, port=args.port, limits=limits, name=args.name)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from genpt.demo import run_demo
 
@@ -331,6 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "transformers 5.x); default: release for --from openai, transformers for --from hf")
     p.add_argument("--seed", type=int, default=0, help="seed of the new special-token embeddings, N(0, 0.02)")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("serve", help="an HTTP API (OpenAI-compatible completions) and a page to try a model")
+    p.add_argument("run", help="run, checkpoint, fine-tuned, Hugging Face or GPT-1 release folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--name", help="the model's id in the API (default: the folder's name)")
+    p.add_argument("--max-batch", type=int, default=32, help="items per forward pass; 1 turns batching off")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more items")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    p.add_argument("--max-items", type=int, default=64, help="texts per request (prompts x n for completions)")
+    p.add_argument("--max-item-tokens", type=int, help="tokens per text (default: the model's context)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="the largest max_tokens a completion may ask")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds a request may take")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="the whole method on a public-domain corpus, on the CPU, in minutes")
     p.add_argument("--corpus", help="your own text (files, folders, globs) instead of Shakespeare")

@@ -1,0 +1,133 @@
+"""What the worker thread runs for one batch: the library's predict, scoring and generation, nothing new.
+
+Classification reuses `genpt.predict.predict_encoded` (right padding, the extract token's state);
+scoring reuses `genpt.scoring.token_logprobs`; generation reuses `genpt.generate.generate_steps`
+(left padding, the key/value cache) and hands each new piece of text to the request as it is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from genpt.data.transforms import EncodedExample
+from genpt.generate import generate_steps
+from genpt.predict import predict_encoded
+from genpt.scoring import token_logprobs
+from genpt.serve.loading import ServedModel
+
+
+def classify_batch(served: ServedModel, items: Sequence[EncodedExample]) -> list[tuple[Any, list[float] | None]]:
+    """(prediction, probabilities) for each encoded example; one padded forward pass for them all."""
+    ft = served.finetuned
+    predicted, probs = predict_encoded(ft.model, items, ft.task.target, ft.tokenizer.pad_id, batch_size=len(items))
+    return [(p, probs[i] if probs is not None else None) for i, p in enumerate(predicted)]
+
+
+def score_batch(served: ServedModel, items: Sequence[list[int]]) -> list[list[float]]:
+    """log p(token | tokens before it) for every token after the first of each text."""
+    return [token_logprobs(served.lm, ids) for ids in items]
+
+
+@dataclass
+class Generation:
+    """One completion request: its prompt, how to sample, and where its events go (called from the worker)."""
+
+    prompt: list[int]
+    n: int
+    max_tokens: int
+    temperature: float
+    top_p: float
+    stop: list[str]
+    logprobs: int | None
+    seed: int | None
+    emit: Callable[[tuple], None]
+    cancelled: bool = False  # set by the request when its client left or its time ran out
+
+
+@dataclass
+class _Row:
+    """The text of one sample so far, holding back what may still become a stop sequence or a whole character."""
+
+    stop: list[str]
+    ids: list[int] = field(default_factory=list)
+    sent: int = 0  # characters of the text already emitted
+    finish: str | None = None
+
+    def push(self, token: int, tokenizer, eot_id: int, limit: int) -> str:
+        """The text that `token` makes safe to emit; sets `finish` when the row ends."""
+        if token == eot_id:
+            self.finish = "stop"
+            text = tokenizer.decode(self.ids)
+            return text[self.sent:]
+        self.ids.append(token)
+        text = tokenizer.decode(self.ids)
+        hits = [i for i in (text.find(s, max(0, self.sent - len(s) + 1)) for s in self.stop) if i >= 0]
+        if hits:
+            self.finish = "stop"
+            cut = min(hits)
+            out, self.sent = text[self.sent:cut], cut
+            return out
+        if len(self.ids) >= limit:
+            self.finish = "length"
+            out, self.sent = text[self.sent:], len(text)
+            return out
+        safe = len(text.rstrip("\ufffd"))  # a character whose bytes are not all out yet
+        held = max((k for s in self.stop for k in range(1, len(s)) if text[:safe].endswith(s[:k])), default=0)
+        safe = max(self.sent, safe - held)
+        out, self.sent = text[self.sent:safe], safe
+        return out
+
+
+def _token_logprobs(tokenizer, logp: torch.Tensor, token: int, top: int) -> dict[str, Any]:
+    info: dict[str, Any] = {"token": tokenizer.decode([token]), "logprob": float(logp[token])}
+    if top:
+        values, ids = logp.topk(top)
+        info["top"] = {tokenizer.decode([i]): float(v) for v, i in zip(values.tolist(), ids.tolist(), strict=True)}
+    return info
+
+
+def generate_batch(served: ServedModel, items: Sequence[Generation]) -> list[None]:
+    """Sample every row of every request together; events: ("text", choice, text, logprobs) as tokens come,
+    then ("end", choice, finish_reason, completion_tokens) once per row."""
+    model, tokenizer = served.lm, served.tokenizer
+    rows = [(item, j) for item in items for j in range(item.n)]
+    states = [_Row(item.stop) for item, _ in rows]
+    first = items[0]  # the batcher groups requests with the same temperature, top_p and seed
+    generator = None
+    if first.seed is not None:
+        generator = torch.Generator(model.tokens_embed.weight.device).manual_seed(first.seed)
+    steps = max(item.max_tokens for item in items)
+    want_logprobs = any(item.logprobs is not None for item in items)
+
+    def end(r: int) -> None:
+        item, j = rows[r]
+        item.emit(("end", j, states[r].finish, len(states[r].ids)))
+
+    for r, (item, _) in enumerate(rows):
+        if item.max_tokens == 0:
+            states[r].finish = "length"
+            end(r)
+    if steps > 0:
+        for token, logits in generate_steps(model, [item.prompt for item, _ in rows], steps,
+                                            temperature=first.temperature, top_p=first.top_p, generator=generator):
+            logp = logits.log_softmax(dim=-1) if want_logprobs else None
+            for r, ((item, j), state) in enumerate(zip(rows, states, strict=True)):
+                if state.finish is not None:
+                    continue
+                if item.cancelled:
+                    state.finish = "cancelled"
+                    continue
+                tok = int(token[r])
+                text = state.push(tok, tokenizer, tokenizer.eot_id, item.max_tokens)
+                info = _token_logprobs(tokenizer, logp[r], tok, item.logprobs) if item.logprobs is not None else None
+                if text or info:
+                    item.emit(("text", j, text, info))
+                if state.finish is not None:
+                    end(r)
+            if all(state.finish is not None for state in states):
+                break
+    return [None] * len(items)
