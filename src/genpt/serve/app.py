@@ -164,7 +164,8 @@ def create_app(served: ServedModel, limits: Limits | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "model": served.name}
+        return {"status": "ok", "model": served.name,
+                "batches": {name: {"batches": b.batches, "items": b.items} for name, b in batchers.items()}}
 
     @app.get("/v1/models")
     async def models() -> dict:
@@ -212,7 +213,7 @@ def create_app(served: ServedModel, limits: Limits | None = None) -> FastAPI:
         if served.kind != "multiple_choice":
             raise Refused(404, f"{served.name} is a classifier: use /v1/classify")
         check_items(len(body.candidates), "candidates")
-        encoded = encode((body.context, *body.candidates), body.truncate, "candidates")
+        encoded = encode((body.context, *body.candidates), body.truncate, "context")
         ((best, probs),) = await run("choose", classify_batch, [encoded], [len(body.candidates)])
         return {"model": served.name, "choice": best, "answer": body.candidates[best], "probabilities": probs,
                 "truncated": encoded.truncated}

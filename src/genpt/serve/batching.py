@@ -39,6 +39,7 @@ class Batcher:
         self._pending: list[_Pending] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self.batches = self.items = 0  # counts for /healthz: items / batches is the mean batch size
 
     async def submit(self, item: Any, key: Hashable = None) -> Any:
         """The item's result, once the batch holding it has run; cancelling drops the item if not yet run."""
@@ -68,6 +69,7 @@ class Batcher:
                 self._arrived.clear()
             if not batch:
                 continue
+            self.batches, self.items = self.batches + 1, self.items + len(batch)
             try:
                 results = await loop.run_in_executor(self.executor, self.run, [p.item for p in batch])
             except Exception as e:  # one failed batch answers its own requests with the error, nothing more

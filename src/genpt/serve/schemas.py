@@ -37,7 +37,7 @@ class CompletionRequest(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     n: int = Field(1, ge=1)
     stream: bool = False
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(None, validate_default=True)  # a list after validation
     logprobs: int | None = Field(None, ge=0, le=5)
     seed: int | None = None
     echo: bool = False

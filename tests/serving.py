@@ -1,0 +1,83 @@
+"""Helpers for the serving tests: tiny real runs (pre-trained, then fine-tuned) and a server on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+from conftest import shared_data
+
+from genpt.cli import main
+from genpt.config import PretrainConfig
+from genpt.data.corpus import prepare
+from genpt.serve import Limits, create_app, load_served
+from genpt.tokenizer import Tokenizer
+from genpt.train.pretrain import pretrain
+
+FINETUNED = {  # name: (built-in task, training file under ../shared/data)
+    "sst2": ("sst2", ("glue", "SST-2", "train.tsv")),
+    "mrpc": ("mrpc", ("glue", "MRPC", "train.tsv")),
+    "stsb": ("stsb", ("glue", "STS-B", "train.tsv")),
+    "cloze": ("story_cloze", ("story_cloze", "cloze_test_val__spring2016 - cloze_test_ALL_val.csv")),
+}
+
+
+def tiny_runs(root: Path) -> dict[str, Path]:
+    """A pre-trained LM (2 layers, 32 wide, context 64) and models fine-tuned from it, built once per session."""
+    runs = {"lm": root / "lm", **{name: root / name for name in FINETUNED}}
+    if all((run / "done").exists() for run in runs.values()):
+        return runs
+    text = shared_data("tinyshakespeare", "input.txt").read_text()
+    corpus = root / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for i in range(4):
+        (corpus / f"p{i}.txt").write_text(text[i * 20_000 : (i + 1) * 20_000])
+    prepare([corpus], Tokenizer.train([corpus], vocab_size=300), root / "shards", val_fraction=0.25, workers=1,
+            progress=False)
+    config = PretrainConfig()
+    for key, value in dict(n_layer=2, n_embd=32, n_head=2, n_ctx=64).items():
+        setattr(config.model, key, value)
+    config.train.batch_size, config.train.max_steps, config.train.warmup_steps = 4, 20, 2
+    config.data.shards = str(root / "shards")
+    pretrain(config, runs["lm"], progress=False)
+    (runs["lm"] / "done").touch()
+    for name, (task, parts) in FINETUNED.items():
+        lines = shared_data(*parts).read_text(encoding="utf-8").splitlines(keepends=True)
+        train = root / f"{name}-train{Path(parts[-1]).suffix}"
+        train.write_text("".join(lines[:33]), encoding="utf-8")
+        assert main(["finetune", "--init", str(runs["lm"]), "--task", task, "--train", str(train), "--dev", str(train),
+                     "-o", str(runs[name]), "--epochs", "1", "--batch-size", "8"]) == 0
+        (runs[name] / "done").touch()
+    return runs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(folder: Path, **limits):
+    """`genpt serve folder` in a thread on a free loopback port; yields the base URL."""
+    app = create_app(load_served(folder), Limits(**limits))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
