@@ -8,7 +8,6 @@ import threading
 
 import httpx
 import pytest
-import torch
 from serving import running, tiny_runs
 
 from genpt.cli import main
@@ -320,4 +319,14 @@ def test_cli_serve_refuses_a_folder_it_cannot_serve(tmp_path, capsys):
 def test_app_builds_without_a_server_for_a_language_model(runs):
     app = create_app(load_served(runs["lm"]), Limits(max_batch=1))
     assert {"/v1/completions", "/v1/score", "/v1/models", "/healthz", "/"} <= {r.path for r in app.routes}
-    assert torch.is_grad_enabled()  # serving leaves PyTorch's global state alone
+
+
+def test_length_groups_bound_the_padding_and_keep_every_item_once():
+    from genpt.serve.inference import length_groups
+
+    lengths = [15, 65, 17, 64, 30, 31, 29, 3, 60]
+    groups = length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        assert max(lengths[i] for i in g) * len(g) <= 1.25 * sum(lengths[i] for i in g)
+    assert len(groups) < len(lengths)  # like lengths still share a pass

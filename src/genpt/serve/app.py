@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -42,6 +43,7 @@ class Limits:
     max_new_tokens: int = 256  # a completion's max_tokens
     timeout: float = 60.0  # seconds a request may take
     max_queue: int = 4096  # items waiting before the server answers 503
+    threads: int | None = None  # PyTorch threads of the inference thread; default PyTorch's own
 
 
 class Refused(Exception):
@@ -95,7 +97,10 @@ class BodyLimit:
 def create_app(served: ServedModel, limits: Limits | None = None) -> FastAPI:
     """The ASGI app serving `served`; run it with uvicorn (genpt.serve.server)."""
     limits = limits or Limits()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genpt-infer")
+    # One inference thread: batches run one after another, and PyTorch's threads serve that one thread.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genpt-infer",
+                                  initializer=torch.set_num_threads if limits.threads else None,
+                                  initargs=(limits.threads,) if limits.threads else ())
     batchers: dict[str, Batcher] = {}
 
     def batcher(name: str, run) -> Batcher:
@@ -181,7 +186,7 @@ def create_app(served: ServedModel, limits: Limits | None = None) -> FastAPI:
         return resources.files("genpt.serve").joinpath("page.html").read_text(encoding="utf-8")
 
     @app.post("/v1/classify")
-    async def classify(body: ClassifyRequest) -> dict:
+    async def classify(body: ClassifyRequest) -> JSONResponse:
         need("task", "/v1/classify")
         task = served.finetuned.task
         if task.transform == "multiple_choice":
@@ -205,7 +210,7 @@ def create_app(served: ServedModel, limits: Limits | None = None) -> FastAPI:
             names = [str(label_name(task, k)) for k in range(len(probs))]
             out.append({"label": names[predicted], "probabilities": dict(zip(names, probs, strict=True)),
                         "truncated": encoded.truncated})
-        return {"model": served.name, "task": task.name, "results": out}
+        return JSONResponse({"model": served.name, "task": task.name, "results": out})
 
     @app.post("/v1/choose")
     async def choose(body: ChooseRequest) -> dict:

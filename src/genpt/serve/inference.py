@@ -20,11 +20,32 @@ from genpt.scoring import token_logprobs
 from genpt.serve.loading import ServedModel
 
 
+def length_groups(lengths: Sequence[int], waste: float = 1.25) -> list[list[int]]:
+    """Indices grouped by length so that padding each group to its longest adds at most `waste` - 1 of its
+    tokens: a short text batched with a long one would otherwise cost as much as the long one."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    real = 0
+    for i in order:
+        if groups and lengths[groups[-1][0]] * (len(groups[-1]) + 1) <= waste * (real + lengths[i]):
+            groups[-1].append(i)
+            real += lengths[i]
+        else:
+            groups.append([i])
+            real = lengths[i]
+    return groups
+
+
 def classify_batch(served: ServedModel, items: Sequence[EncodedExample]) -> list[tuple[Any, list[float] | None]]:
-    """(prediction, probabilities) for each encoded example; one padded forward pass for them all."""
+    """(prediction, probabilities) for each encoded example: a padded forward pass per group of like lengths."""
     ft = served.finetuned
-    predicted, probs = predict_encoded(ft.model, items, ft.task.target, ft.tokenizer.pad_id, batch_size=len(items))
-    return [(p, probs[i] if probs is not None else None) for i, p in enumerate(predicted)]
+    results: list[tuple[Any, list[float] | None]] = [(None, None)] * len(items)
+    for group in length_groups([max(len(s) for s in item.sequences) for item in items]):
+        chunk = [items[i] for i in group]
+        predicted, probs = predict_encoded(ft.model, chunk, ft.task.target, ft.tokenizer.pad_id, len(chunk))
+        for k, i in enumerate(group):
+            results[i] = (predicted[k], probs[k] if probs is not None else None)
+    return results
 
 
 def score_batch(served: ServedModel, items: Sequence[list[int]]) -> list[list[float]]:
