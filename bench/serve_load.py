@@ -53,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-tokens", type=int, default=16, help="tokens per completion")
     p.add_argument("--threads", type=int, help="both servers' --threads (PyTorch threads for inference)")
+    p.add_argument("--dtype", default="float32", help="both servers' --dtype")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--context", type=int, default=128)
@@ -99,7 +100,8 @@ def start_server(folder: Path, max_batch: int, args: argparse.Namespace) -> tupl
     port = free_port()
     command = [sys.executable, "-m", "genpt", "serve", str(folder), "--host", "127.0.0.1", "--port", str(port),
                "--name", "bench", "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms),
-               "--max-items", str(max(64, args.clients))] + (["--threads", str(args.threads)] if args.threads else [])
+               "--max-items", str(max(64, args.clients)), "--dtype", args.dtype]
+    command += ["--threads", str(args.threads)] if args.threads else []
     server = subprocess.Popen(command, env=src_path_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
     report: dict = {"cpu": cpu_name(), "cores": os.cpu_count(), "clients": args.clients, "threads": args.threads,
+                    "dtype": args.dtype,
                     "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "endpoints": {}}
     with tempfile.TemporaryDirectory(prefix="genpt-serve-load-") as tmp:
         folders = {"classify": args.classifier, "completions": args.lm}
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         print(f"CPU: {report['cpu']} ({report['cores']} cores); {args.clients} clients; "
               f"batching: --max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} vs --max-batch 1; "
-              f"--threads {args.threads or 'default'}; load average {os.getloadavg()[0]:.1f}")
+              f"--threads {args.threads or 'default'} --dtype {args.dtype}; load average {os.getloadavg()[0]:.1f}")
         if "model" in report:
             print("model: random weights, {layers} layers, width {width}, context {context}, vocab {vocab}".format(
                 **report["model"]))

@@ -62,9 +62,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(folder: Path, **limits):
+def running(folder: Path, dtype: str = "float32", **limits):
     """`genpt serve folder` in a thread on a free loopback port; yields the base URL."""
-    app = create_app(load_served(folder), Limits(**limits))
+    app = create_app(load_served(folder, dtype=dtype), Limits(**limits))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))

@@ -330,3 +330,17 @@ def test_length_groups_bound_the_padding_and_keep_every_item_once():
     for g in groups:
         assert max(lengths[i] for i in g) * len(g) <= 1.25 * sum(lengths[i] for i in g)
     assert len(groups) < len(lengths)  # like lengths still share a pass
+
+
+def test_bfloat16_weights_give_close_probabilities_and_still_generate(runs):
+    texts = ["a gorgeous, witty film", "dull and far too long"]
+    with running(runs["sst2"]) as url:
+        full = post(url, "/v1/classify", {"inputs": texts}).json()["results"]
+    with running(runs["sst2"], dtype="bfloat16") as url:
+        half = post(url, "/v1/classify", {"inputs": texts}).json()["results"]
+        assert httpx.get(url + "/v1/model").json()["dtype"] == "bfloat16"
+    for a, b in zip(full, half, strict=True):
+        assert list(b["probabilities"].values()) == pytest.approx(list(a["probabilities"].values()), abs=0.02)
+    with running(runs["lm"], dtype="bfloat16", threads=1) as url:
+        r = post(url, "/v1/completions", {"model": "lm", "prompt": "KING", "max_tokens": 8, "temperature": 0})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 8

@@ -43,6 +43,7 @@ class ServedModel:
             "id": self.name, "kind": self.kind, "folder": str(self.folder), "checkpoint": str(self.checkpoint),
             "parameters": gpt.num_parameters(), "context": gpt.config.n_ctx, "vocab_size": gpt.config.vocab_size,
             "layers": gpt.config.n_layer, "width": gpt.config.n_embd, "heads": gpt.config.n_head,
+            "dtype": str(gpt.tokens_embed.weight.dtype).removeprefix("torch."),
         }
         if self.finetuned is not None:
             task = self.finetuned.task
@@ -69,8 +70,17 @@ def run_metrics(checkpoint: Path) -> dict[str, Any]:
     return out
 
 
-def load_served(path: str | Path, device: str | torch.device = "cpu", name: str | None = None) -> ServedModel:
-    """A genpt run or checkpoint, a fine-tuned folder, a Hugging Face or GPT-1 release folder, ready to serve."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def load_served(path: str | Path, device: str | torch.device = "cpu", name: str | None = None,
+                dtype: str = "float32") -> ServedModel:
+    """A genpt run or checkpoint, a fine-tuned folder, a Hugging Face or GPT-1 release folder, ready to serve.
+
+    `dtype` "bfloat16" casts the weights once (not GPT-1's precision; on CPUs with AMX a batch runs
+    several times faster); outputs are turned back to float32 before softmax and sampling."""
+    if dtype not in DTYPES:
+        raise GenptError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
     folder = Path(path)
     if not folder.is_dir():
         raise GenptError(f"{folder}: no such folder; genpt serve takes a run, checkpoint, fine-tuned, Hugging Face "
@@ -84,5 +94,7 @@ def load_served(path: str | Path, device: str | torch.device = "cpu", name: str 
     name = name or (resolved.parent.name if resolved.name == ckpt.BEST else resolved.name)
     if "task" in config:
         finetuned = load_finetuned(checkpoint, device)
+        finetuned.model.to(DTYPES[dtype])
         return ServedModel(name, folder, checkpoint, finetuned.tokenizer, finetuned=finetuned)
-    return ServedModel(name, folder, checkpoint, ckpt.load_tokenizer(checkpoint), lm=ckpt.load(checkpoint, device))
+    lm = ckpt.load(checkpoint, device).to(DTYPES[dtype])
+    return ServedModel(name, folder, checkpoint, ckpt.load_tokenizer(checkpoint), lm=lm)
