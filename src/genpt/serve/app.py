@@ -170,7 +170,8 @@ def create_app(served: ServedModel, limits: Limits | None = None) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict:
         return {"status": "ok", "model": served.name,
-                "batches": {name: {"batches": b.batches, "items": b.items} for name, b in batchers.items()}}
+                "batches": {name: {"batches": b.batches, "items": b.items, "busy_s": round(b.busy, 3)}
+                            for name, b in batchers.items()}}
 
     @app.get("/v1/models")
     async def models() -> dict:

@@ -40,6 +40,7 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.batches = self.items = 0  # counts for /healthz: items / batches is the mean batch size
+        self.busy = 0.0  # seconds spent running batches
 
     async def submit(self, item: Any, key: Hashable = None) -> Any:
         """The item's result, once the batch holding it has run; cancelling drops the item if not yet run."""
@@ -70,6 +71,7 @@ class Batcher:
             if not batch:
                 continue
             self.batches, self.items = self.batches + 1, self.items + len(batch)
+            started = loop.time()
             try:
                 results = await loop.run_in_executor(self.executor, self.run, [p.item for p in batch])
             except Exception as e:  # one failed batch answers its own requests with the error, nothing more
@@ -78,6 +80,8 @@ class Batcher:
                     if not p.future.done():
                         p.future.set_exception(e)
                 continue
+            finally:
+                self.busy += loop.time() - started
             for p, result in zip(batch, results, strict=True):
                 if not p.future.done():
                     p.future.set_result(result)
