@@ -66,11 +66,11 @@ def build_models(root: Path, args: argparse.Namespace) -> dict[str, Path]:
     """A random-weight classifier and LM in genpt's checkpoint format, with a tokenizer trained on genpt's docs."""
     import torch
 
+    from genpt.checkpoint import write_checkpoint
     from genpt.config import ModelConfig
     from genpt.data.tasks import builtin_task
     from genpt.model import GPT, GPTForTask
     from genpt.tokenizer import Tokenizer
-    from genpt.train.checkpoint import write_checkpoint
 
     repo = Path(__file__).resolve().parents[1]
     tokenizer = Tokenizer.train([str(repo / "README.md"), str(repo / "docs")], vocab_size=args.vocab)

@@ -14,12 +14,12 @@ from genpt.cli import main
 from genpt.data.tasks import Example
 from genpt.data.transforms import encode_example
 from genpt.generate import generate
-from genpt.predict import load_finetuned, predict
+from genpt.load import load_finetuned, load_model
+from genpt.predict import predict
 from genpt.scoring import token_logprobs
 from genpt.serve import Limits, create_app, load_served
 from genpt.serve.batching import Batcher
 from genpt.serve.inference import classify_batch
-from genpt.train import checkpoint as ckpt
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +79,8 @@ def test_multiple_choice_model_gives_probabilities_across_the_candidates(runs):
 
 
 def test_greedy_completion_is_what_generate_makes(runs):
-    model, tokenizer = ckpt.load(runs["lm"]), ckpt.load_tokenizer(runs["lm"])
+    loaded = load_model(runs["lm"])
+    model, tokenizer = loaded.lm, loaded.tokenizer
     prompt = "ROMEO:"
     ids = tokenizer.encode(prompt)
     row = generate(model, [ids], 20, temperature=0)[0]
@@ -101,7 +102,8 @@ def test_greedy_completion_is_what_generate_makes(runs):
 
 
 def test_completion_logprobs_are_the_models_log_probabilities(runs):
-    model, tokenizer = ckpt.load(runs["lm"]), ckpt.load_tokenizer(runs["lm"])
+    loaded = load_model(runs["lm"])
+    model, tokenizer = loaded.lm, loaded.tokenizer
     prompt = "First Citizen:"
     with running(runs["lm"]) as url:
         r = post(url, "/v1/completions", {"model": "lm", "prompt": prompt, "max_tokens": 8, "temperature": 0,
@@ -156,7 +158,8 @@ def test_seeded_sampling_repeats_and_a_tiny_top_p_keeps_only_the_top_token(runs)
 
 
 def test_score_gives_each_tokens_log_probability(runs):
-    model, tokenizer = ckpt.load(runs["lm"]), ckpt.load_tokenizer(runs["lm"])
+    loaded = load_model(runs["lm"])
+    model, tokenizer = loaded.lm, loaded.tokenizer
     texts = ["Now is the winter of our discontent", "O Romeo, Romeo"]
     with running(runs["lm"]) as url:
         r = post(url, "/v1/score", {"inputs": texts})

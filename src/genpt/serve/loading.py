@@ -1,4 +1,4 @@
-"""The model behind the server: any folder genpt can load, as a classifier or a language model."""
+"""The model behind the server: any folder `genpt.load` takes, served as a classifier or a language model."""
 
 from __future__ import annotations
 
@@ -9,48 +9,59 @@ from typing import Any
 
 import torch
 
+from genpt import checkpoint as ckpt
 from genpt.errors import GenptError
-from genpt.interop import resolve_init
+from genpt.load import Loaded, load_model
 from genpt.model import GPT
-from genpt.predict import FinetunedModel, load_finetuned
-from genpt.train import checkpoint as ckpt
 from genpt.train.metrics_log import read_metrics
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass
 class ServedModel:
     name: str  # the id clients pass as `model` (OpenAI's field)
     folder: Path  # what the user named
-    checkpoint: Path  # the genpt checkpoint it resolved to
-    tokenizer: Any  # genpt.tokenizer.Tokenizer or genpt.gpt1_tokenizer.GPT1Tokenizer
-    lm: GPT | None = None  # a pre-trained language model
-    finetuned: FinetunedModel | None = None  # a model with a task head
+    loaded: Loaded
 
     @property
     def kind(self) -> str:
-        if self.finetuned is None:
+        task = self.loaded.task
+        if task is None:
             return "lm"
-        return "multiple_choice" if self.finetuned.task.transform == "multiple_choice" else "classifier"
+        return "multiple_choice" if task.transform == "multiple_choice" else "classifier"
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    @property
+    def lm(self) -> GPT | None:
+        """The language model of a pre-trained folder (a fine-tuned one answers with its head only)."""
+        return self.loaded.model if self.loaded.task is None else None
+
+    @property
+    def finetuned(self) -> Loaded | None:
+        return self.loaded if self.loaded.task is not None else None
 
     @property
     def n_ctx(self) -> int:
-        return (self.lm if self.lm is not None else self.finetuned.model.gpt).config.n_ctx
+        return self.loaded.info.model.n_ctx
 
     def describe(self) -> dict[str, Any]:
         """What GET /v1/model answers: the task, its labels, the sizes and the run's metrics."""
-        gpt = self.lm if self.lm is not None else self.finetuned.model.gpt
+        gpt, config = self.loaded.lm, self.loaded.info.model
         info: dict[str, Any] = {
-            "id": self.name, "kind": self.kind, "folder": str(self.folder), "checkpoint": str(self.checkpoint),
-            "parameters": gpt.num_parameters(), "context": gpt.config.n_ctx, "vocab_size": gpt.config.vocab_size,
-            "layers": gpt.config.n_layer, "width": gpt.config.n_embd, "heads": gpt.config.n_head,
+            "id": self.name, "kind": self.kind, "folder": str(self.folder), "checkpoint": str(self.loaded.checkpoint),
+            "parameters": gpt.num_parameters(), "context": config.n_ctx, "vocab_size": config.vocab_size,
+            "layers": config.n_layer, "width": config.n_embd, "heads": config.n_head,
             "dtype": str(gpt.tokens_embed.weight.dtype).removeprefix("torch."),
         }
-        if self.finetuned is not None:
-            task = self.finetuned.task
+        if (task := self.loaded.task) is not None:
             info["task"] = {"name": task.name, "transform": task.transform, "target": task.target,
                             "labels": list(task.label_names), "num_choices": task.num_choices,
-                            "max_len": self.finetuned.max_len}
-        info["metrics"] = run_metrics(self.checkpoint)
+                            "max_len": self.loaded.max_len}
+        info["metrics"] = run_metrics(self.loaded.checkpoint)
         return info
 
 
@@ -70,9 +81,6 @@ def run_metrics(checkpoint: Path) -> dict[str, Any]:
     return out
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
 def load_served(path: str | Path, device: str | torch.device = "cpu", name: str | None = None,
                 dtype: str = "float32") -> ServedModel:
     """A genpt run or checkpoint, a fine-tuned folder, a Hugging Face or GPT-1 release folder, ready to serve.
@@ -85,16 +93,8 @@ def load_served(path: str | Path, device: str | torch.device = "cpu", name: str 
     if not folder.is_dir():
         raise GenptError(f"{folder}: no such folder; genpt serve takes a run, checkpoint, fine-tuned, Hugging Face "
                          "or GPT-1 release folder")
-    checkpoint = resolve_init(folder)
-    try:
-        config = json.loads((checkpoint / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise GenptError(f"{checkpoint / 'config.json'}: unreadable ({e})") from None
+    loaded = load_model(folder, device)
+    loaded.model.to(DTYPES[dtype])
     resolved = folder.resolve()
     name = name or (resolved.parent.name if resolved.name == ckpt.BEST else resolved.name)
-    if "task" in config:
-        finetuned = load_finetuned(checkpoint, device)
-        finetuned.model.to(DTYPES[dtype])
-        return ServedModel(name, folder, checkpoint, finetuned.tokenizer, finetuned=finetuned)
-    lm = ckpt.load(checkpoint, device).to(DTYPES[dtype])
-    return ServedModel(name, folder, checkpoint, ckpt.load_tokenizer(checkpoint), lm=lm)
+    return ServedModel(name, folder, loaded)
