@@ -226,6 +226,8 @@ def test_classify_refuses_or_truncates_a_long_text_as_asked(runs):
     with running(runs["sst2"]) as url:
         refused = post(url, "/v1/classify", {"inputs": ["fine", long]})
         cut = post(url, "/v1/classify", {"inputs": ["fine", long], "truncate": True})
+        wrong_type = post(url, "/v1/classify", {"inputs": ["fine", 3]})
+    assert wrong_type.status_code == 422 and wrong_type.json()["error"]["param"] == "inputs.1"
     assert refused.status_code == 422 and refused.json()["error"]["param"] == "inputs.1"
     assert "truncate" in refused.json()["error"]["message"]
     assert [r["truncated"] for r in cut.json()["results"]] == [False, True]

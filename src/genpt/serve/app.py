@@ -123,7 +123,10 @@ def create_app(served: ServedModel, limits: Limits | None = None) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError):
         problems = exc.errors()
         first = problems[0]
-        param = ".".join(str(p) for p in first["loc"] if p != "body") or None
+        # pydantic names the branch of a union it tried ("inputs.0.list[str]"): the field is what users know
+        branch = {"str", "int", "float", "bool"}
+        param = ".".join(str(p) for p in first["loc"] if p != "body" and not (
+            isinstance(p, str) and (p in branch or "[" in p))) or None
         response = error(422, f"{param or 'body'}: {first['msg']}", param)
         body = json.loads(response.body)
         body["detail"] = [{"loc": list(p["loc"]), "msg": p["msg"], "type": p["type"]} for p in problems]
