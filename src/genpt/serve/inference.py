@@ -1,6 +1,6 @@
 """What the worker thread runs for one batch: the library's predict, scoring and generation, nothing new.
 
-Classification reuses `genpt.predict.predict_encoded` (right padding, the extract token's state);
+Classification reuses `genpt.evaluation.predict_encoded` (right padding, the extract token's state);
 scoring reuses `genpt.scoring.token_logprobs`; generation reuses `genpt.generate.generate_steps`
 (left padding, the key/value cache) and hands each new piece of text to the request as it is made.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from genpt.data.transforms import EncodedExample
+from genpt.evaluation import predict_encoded
 from genpt.generate import generate_steps
-from genpt.predict import predict_encoded
 from genpt.scoring import token_logprobs
 from genpt.serve.loading import ServedModel
 
