@@ -68,12 +68,12 @@ def build_models(root: Path, args: argparse.Namespace) -> dict[str, Path]:
 
     from genpt.checkpoint import write_checkpoint
     from genpt.config import ModelConfig
+    from genpt.data.corpus import train_tokenizer
     from genpt.data.tasks import builtin_task
     from genpt.model import GPT, GPTForTask
-    from genpt.tokenizer import Tokenizer
 
     repo = Path(__file__).resolve().parents[1]
-    tokenizer = Tokenizer.train([str(repo / "README.md"), str(repo / "docs")], vocab_size=args.vocab)
+    tokenizer = train_tokenizer([str(repo / "README.md"), str(repo / "docs")], vocab_size=args.vocab)
     tokenizer.save(root / "tokenizer.json")
     config = ModelConfig(vocab_size=tokenizer.vocab_size, n_ctx=args.context, n_embd=args.width,
                          n_layer=args.layers, n_head=max(1, args.width // 64))

@@ -13,9 +13,8 @@ from conftest import shared_data
 
 from genpt.cli import main
 from genpt.config import PretrainConfig
-from genpt.data.corpus import prepare
+from genpt.data.corpus import prepare, train_tokenizer
 from genpt.serve import Limits, create_app, load_served
-from genpt.tokenizer import Tokenizer
 from genpt.train.pretrain import pretrain
 
 FINETUNED = {  # name: (built-in task, training file under ../shared/data)
@@ -36,7 +35,7 @@ def tiny_runs(root: Path) -> dict[str, Path]:
     corpus.mkdir(parents=True, exist_ok=True)
     for i in range(4):
         (corpus / f"p{i}.txt").write_text(text[i * 20_000 : (i + 1) * 20_000])
-    prepare([corpus], Tokenizer.train([corpus], vocab_size=300), root / "shards", val_fraction=0.25, workers=1,
+    prepare([corpus], train_tokenizer([corpus], vocab_size=300), root / "shards", val_fraction=0.25, workers=1,
             progress=False)
     config = PretrainConfig()
     for key, value in dict(n_layer=2, n_embd=32, n_head=2, n_ctx=64).items():
