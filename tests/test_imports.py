@@ -16,6 +16,7 @@ LAYER_OF = {
     "genpt.labels": "base",
     "genpt.data": "data", "genpt.datasets": "data",
     "genpt.kernels": "kernels",
+    "genpt.architectures": "model",
     "genpt.model": "model", "genpt.lstm": "model", "genpt.objectives": "model", "genpt.generate": "model",
     "genpt.scoring": "model", "genpt.evaluation": "model",
     "genpt.checkpoint": "formats", "genpt.load": "formats", "genpt.interop": "formats",

@@ -24,10 +24,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from genpt import io
+from genpt import architectures, io
 from genpt.config import ModelConfig, from_dict
 from genpt.data.tasks import TaskSpec
 from genpt.errors import GenptError
+from genpt.lstm import LSTMLM
 from genpt.model import GPT, GPTForTask
 
 CHECKPOINTS = "checkpoints"
@@ -96,11 +97,12 @@ def read_info(checkpoint: str | Path) -> CheckpointInfo:
     return CheckpointInfo(model, tokenizer, task, head, data.get("converted_from"))
 
 
-def build_model(info: CheckpointInfo) -> GPT | GPTForTask:
+def build_model(info: CheckpointInfo) -> GPT | LSTMLM | GPTForTask:
     """A freshly initialised model of the shape `info` describes (a GPTForTask for a fine-tuned one)."""
     if info.task is None or info.head is None:
-        return GPT(info.model)
-    return GPTForTask(info.model, info.task.transform, info.head.n_out, info.head.clf_pdrop)
+        return architectures.build_model(info.model)
+    return GPTForTask(info.model, info.task.transform, info.head.n_out, info.head.clf_pdrop,
+                      architectures.build_model(info.model))
 
 
 # -- finding checkpoints --------------------------------------------------------------------------------

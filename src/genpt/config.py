@@ -43,6 +43,10 @@ class ModelConfig:
     # Embedding rows rounded up to a multiple of this (64 suits GPU matrix units; GPT-1's 40,478 ids
     # become 40,512). The extra rows are never predicted: the logits stop at vocab_size.
     pad_vocab_multiple: int = 1
+    # transformer (GPT-1) | lstm: the paper's single-layer LSTM baseline (genpt.lstm), which reads
+    # vocab_size, n_ctx (training windows), n_embd (embedding), lstm_hidden, the dropouts and the init.
+    arch: str = "transformer"
+    lstm_hidden: int = 0  # arch=lstm: the LSTM's width; 0 means n_embd
 
     @property
     def inner_dim(self) -> int:
@@ -54,7 +58,11 @@ class ModelConfig:
 
     def validate(self) -> None:
         _positive(self, "vocab_size", "n_ctx", "n_embd", "n_layer", "n_head", "pad_vocab_multiple")
-        if self.n_embd % self.n_head:
+        if self.arch not in ARCHITECTURES:
+            raise GenptError(f"model.arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        if self.lstm_hidden < 0:
+            raise GenptError(f"model.lstm_hidden must not be negative, got {self.lstm_hidden}")
+        if self.arch == "transformer" and self.n_embd % self.n_head:
             raise GenptError(
                 f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})"
             )
@@ -66,6 +74,7 @@ class ModelConfig:
 
 
 ACTIVATIONS = ("gelu", "gelu_exact", "relu", "silu")
+ARCHITECTURES = ("transformer", "lstm")
 
 
 @dataclass

@@ -215,17 +215,18 @@ class TaskOutput:
 
 
 class GPTForTask(nn.Module):
-    """A GPT with a task head, fed by the input transformations of `genpt.data.transforms`.
+    """A GPT (or a `backbone` with its interface) with a task head, fed by `genpt.data.transforms`.
 
     Each example is S sequences (S = 1, 2 for similarity, k for multiple choice). Similarity adds the
     two orderings' extract states before the head; multiple choice scores every answer with a
     one-output head and compares the scores across answers.
     """
 
-    def __init__(self, config: ModelConfig, transform: str, n_out: int, clf_pdrop: float = 0.1):
+    def __init__(self, config: ModelConfig, transform: str, n_out: int, clf_pdrop: float = 0.1,
+                 backbone: nn.Module | None = None):
         super().__init__()
         self.transform = transform
-        self.gpt = GPT(config)
+        self.gpt = backbone if backbone is not None else GPT(config)  # any LM with GPT's interface (genpt.lstm)
         self.head = TaskHead(config.n_embd, 1 if transform == "multiple_choice" else n_out, clf_pdrop,
                              config.initializer_range)
 

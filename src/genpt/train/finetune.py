@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genpt.architectures import build_model
 from genpt.checkpoint import latest_checkpoint, read_info
 from genpt.config import FinetuneConfig, TrainConfig
 from genpt.data.readers import read_examples
@@ -60,11 +61,14 @@ def initial_model(init: str | Path, task: TaskSpec, cfg: FinetuneConfig) -> tupl
     if tokenizer.vocab_size != base_config.vocab_size:
         raise GenptError(f"{checkpoint}: tokenizer has {tokenizer.vocab_size} ids, the model {base_config.vocab_size}")
     torch.manual_seed(cfg.seed)
-    model = GPTForTask(base_config, task.transform, n_outputs(task), cfg.clf_pdrop)
+    model = GPTForTask(base_config, task.transform, n_outputs(task), cfg.clf_pdrop, build_model(base_config))
     if cfg.scratch:
         return model, tokenizer, checkpoint
     pretrained = load_lm(checkpoint)
     state = pretrained.state_dict()
+    if base_config.arch != "transformer" and cfg.transfer_layers >= 0:
+        raise GenptError(f"--transfer-layers counts Transformer blocks; {checkpoint} holds model.arch="
+                         f"{base_config.arch}, which has none (transfer it whole: -1)")
     n_layer = base_config.n_layer
     keep = n_layer if cfg.transfer_layers < 0 else cfg.transfer_layers
     if keep > n_layer:

@@ -12,10 +12,10 @@ import torch
 
 from genpt import checkpoint as ckpt
 from genpt import io
+from genpt.architectures import build_model
 from genpt.config import PretrainConfig, apply_overrides, from_dict, load_pretrain_config
 from genpt.data.shards import LMBatches, TokenShards
 from genpt.errors import GenptError
-from genpt.model import GPT
 from genpt.tokenizer import Tokenizer
 from genpt.train import distributed
 from genpt.train.loop import TrainResult, TrainTask, train
@@ -94,7 +94,7 @@ def _pretrain(
     log.info("settings:\n%s", json.dumps(config.to_dict(), indent=2))
 
     torch.manual_seed(config.train.seed)
-    model = GPT(config.model)
+    model = build_model(config.model)
     log.info("model: %.2fM parameters; %d training tokens", model.num_parameters() / 1e6, len(train_shards))
     cfg = config.train
     n_ctx = config.model.n_ctx
