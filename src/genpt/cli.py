@@ -228,6 +228,36 @@ def cmd_demo(args: argparse.Namespace) -> None:
             print(f"  dev accuracy, {setting:>12}: {100 * accuracy:.1f}%")
 
 
+def cmd_zeroshot(args: argparse.Namespace) -> None:
+    from genpt.study import zeroshot as zs
+
+    if args.every_checkpoint:
+        spec = zs.ZeroShotData(args.task, Path(args.data), Path(args.train) if args.train else None, args.best,
+                               args.limit)
+        rows = zs.zeroshot_curve(args.run, [spec])
+        path = zs.write_curve(args.run, rows)
+        for row in rows:
+            print(json.dumps(row) if args.json else f"step {row['step']:>8}  {row['tokens']:>12,} tokens  "
+                  f"{row['task']} {row['metric']} {row['value']:.4f}")
+        print(f"{len(rows)} points written to {path}", file=sys.stderr)
+        return
+    model, tokenizer = zs.load_lm(args.run)
+    train = zs.read_task(args.task, args.train, args.limit) if args.train else None
+    result = zs.zeroshot(model, tokenizer, args.task, zs.read_task(args.task, args.data, args.limit), train)
+    if args.json:
+        print(json.dumps(zs.result_dict(result)))
+    else:
+        print(f"{result.task}: {result.examples} examples  "
+              + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()) + f"\n  ({result.detail})")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from genpt.study.report import write_report
+
+    path = write_report(args.runs, args.output)
+    print(f"report written to {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genpt", description="Generative pre-training and discriminative fine-tuning (GPT-1)."
@@ -357,6 +387,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="weights' precision (bfloat16: faster batches on CPUs with AMX; not GPT-1's)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("zeroshot", help="a pre-trained model's task score without fine-tuning (paper section 5)")
+    p.add_argument("run", help="pre-training run or checkpoint folder")
+    p.add_argument("--task", required=True, choices=["sst2", "cola", "story_cloze", "wnli"])
+    p.add_argument("--data", required=True, help="the task's labeled file (e.g. GLUE's dev.tsv)")
+    p.add_argument("--train", help="the task's training file: CoLA's threshold is chosen on it")
+    p.add_argument("--limit", type=int, default=0, help="score only the first N examples of each file")
+    p.add_argument("--every-checkpoint", action="store_true",
+                   help="score each checkpoint of RUN, writing RUN/zeroshot.jsonl (the curve `genpt report` draws)")
+    p.add_argument("--best", type=float, help="with --every-checkpoint: the best fine-tuned score, which "
+                   "normalises the curve (0 at chance, 1 at it)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_zeroshot)
+
+    p = sub.add_parser("report", help="figures and a Markdown page from pre-training and fine-tuning runs")
+    p.add_argument("runs", nargs="+", help="run folders: pre-training runs and fine-tuned folders")
+    p.add_argument("--output", "-o", required=True, help="folder for report.md and its figures")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the whole method on a public-domain corpus, on the CPU, in minutes")
     p.add_argument("--corpus", help="your own text (files, folders, globs) instead of Shakespeare")

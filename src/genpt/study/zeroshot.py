@@ -1,0 +1,349 @@
+"""Zero-shot behaviour of a pre-trained language model: the heuristics of the paper's section 5.
+
+Each heuristic reads only the language model's log-probabilities (genpt.scoring), no task head:
+
+- SST-2: the sentence + " very"; positive when log p(" positive" | it) > log p(" negative" | it),
+  each word's log-probability the sum over its tokens.
+- CoLA: acceptable when the sentence's mean token log-probability exceeds a threshold, chosen on the
+  training split to maximise the Matthews correlation (the midpoint between two neighbouring scores).
+- Story Cloze: the ending with the highest mean token log-probability given the four sentences.
+- WNLI: see `wnli_alignment` and `wnli_predictions`: each example's hypothesis is its premise with the
+  pronoun replaced by one candidate; the candidate under which the rest of the premise is likeliest
+  is taken as the referent.
+
+Every text is read after the end-of-text token, which is how pre-training saw a document begin, so
+its first token is scored too; a context and its continuation are encoded separately and joined.
+Scores are fractions, as everywhere in genpt: accuracy for SST-2, Story Cloze and WNLI, MCC for CoLA.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genpt import metrics
+from genpt.data.tasks import Example, builtin_task, read_examples
+from genpt.errors import GenptError
+from genpt.scoring import token_logprobs
+from genpt.train import checkpoint as ckpt
+
+TASKS = ("sst2", "cola", "story_cloze", "wnli")
+METRIC = {"sst2": "accuracy", "cola": "mcc", "story_cloze": "accuracy", "wnli": "accuracy"}
+CHANCE = {"sst2": 0.5, "cola": 0.0, "story_cloze": 0.5, "wnli": 0.5}  # a random guess's expected score
+CURVE_FILE = "zeroshot.jsonl"
+
+
+def load_lm(path: str | Path):
+    """The language model and tokenizer in a run or checkpoint folder: the one place this module loads."""
+    return ckpt.load(path), ckpt.load_tokenizer(path)
+
+
+def continuation_logprobs(model, tokenizer, context: str, continuation: str) -> list[float]:
+    """log p of each token of `continuation` given end-of-text + `context` (cut from the left to fit)."""
+    cont = tokenizer.encode(continuation)
+    if not cont:
+        return []
+    prefix = [tokenizer.eot_id, *tokenizer.encode(context)]
+    room = model.config.n_ctx - len(cont)
+    if len(prefix) > room:
+        prefix = prefix[-max(room, 1):]
+    return token_logprobs(model, prefix + cont)[len(prefix) - 1 :]
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else float("-inf")
+
+
+def sst2_predictions(model, tokenizer, examples: Sequence[Example]) -> list[int]:
+    """1 (positive) where " positive" is likelier than " negative" after the sentence and " very"."""
+    out = []
+    for example in examples:
+        context = example.texts[0].rstrip() + " very"
+        positive = sum(continuation_logprobs(model, tokenizer, context, " positive"))
+        negative = sum(continuation_logprobs(model, tokenizer, context, " negative"))
+        out.append(int(positive > negative))
+    return out
+
+
+def cola_scores(model, tokenizer, examples: Sequence[Example]) -> np.ndarray:
+    """Each sentence's mean token log-probability (nats)."""
+    return np.array([mean(continuation_logprobs(model, tokenizer, "", e.texts[0])) for e in examples])
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold t maximising the MCC of `scores > t` against `labels` (1 acceptable).
+
+    Candidates are midpoints between neighbouring distinct scores, and one below them all; the counts
+    of every candidate come from cumulative sums over the sorted scores (one pass, any data size).
+    """
+    values = np.unique(scores)
+    candidates = np.concatenate([[values[0] - 1.0], (values[:-1] + values[1:]) / 2])
+    order = np.argsort(scores)
+    s, y = scores[order], labels[order].astype(np.float64)
+    below = np.searchsorted(s, candidates, side="right")  # examples predicted 0 under each candidate
+    neg_below = np.concatenate([[0.0], np.cumsum(1 - y)])[below]
+    pos_below = np.concatenate([[0.0], np.cumsum(y)])[below]
+    tn, fn = neg_below, pos_below
+    fp, tp = (1 - y).sum() - tn, y.sum() - fn
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = np.where(denominator > 0, (tp * tn - fp * fn) / np.where(denominator > 0, denominator, 1), 0.0)
+    return float(candidates[int(np.argmax(mcc))])
+
+
+def story_cloze_predictions(model, tokenizer, examples: Sequence[Example]) -> list[int]:
+    """The index of the ending with the highest mean token log-probability after the story."""
+    out = []
+    for example in examples:
+        context, *endings = example.texts
+        scores = [mean(continuation_logprobs(model, tokenizer, context, " " + e.strip())) for e in endings]
+        out.append(int(np.argmax(scores)))
+    return out
+
+
+PRONOUNS = {"he", "she", "it", "they", "him", "her", "them", "his", "hers", "its", "their", "theirs", "we",
+            "us", "i", "me", "you", "this", "that", "these", "those"}
+_LOWERED = {"the", "a", "an", "his", "her", "their", "its", "my", "our", "your", "this", "that", "these", "those"}
+_DETERMINERS = {"the", "a", "an"}
+_FUNCTION_WORDS = {"the", "a", "an", "when", "if", "although", "though", "there", "but", "and", "so", "because",
+                   "after", "before", "while", "no", "still", "as", "since", "then", "look", "always", "yesterday",
+                   "now", "what", "why", "how", "who", "where", "mr", "mrs", "ms", "dr", "everyone", "nobody", "next",
+                   "soon", "later", "some", "in", "on", "at", "by", "i'm"}
+
+
+@dataclass(frozen=True)
+class WnliAlignment:
+    """The premise's words split around the pronoun the hypothesis replaces, and the candidate put there."""
+
+    context: str  # the premise before the pronoun: "Jane knocked on Susan's door but"
+    rest: str  # the premise after the pronoun: " did not answer."
+    pronoun: str  # as written in the premise, trailing punctuation removed
+    candidate: str  # "Susan"
+    group: tuple[str, int]  # (premise, pronoun position): examples sharing it compare their candidates
+
+    def before(self, referent: str) -> str:
+        """The premise up to the pronoun with `referent` in its place: "Jane knocked on Susan's door but Susan"."""
+        return f"{self.context} {referent}" if self.context else referent
+
+    def alternatives(self) -> list[str]:
+        """Other referents the premise offers before the pronoun: names, and determiner phrases as long as the
+        candidate (or two words): "Jane", "the stage". Used where the data holds no other candidate."""
+        words = self.context.split()
+        length = len(self.candidate.split()) if self.candidate.split()[0].lower() in _DETERMINERS else 2
+        found = []
+        for k, word in enumerate(words):
+            bare = re.sub(r"('s|')$", "", word.strip(".,;:!?\"()"))
+            starts = k == 0 or words[k - 1][-1:] in ".!?"
+            if bare[:1].isupper() and bare.lower() not in PRONOUNS | _FUNCTION_WORDS and not (starts and k + 1 < len(
+                    words) and words[k + 1][:1].isupper() and bare.lower() in _DETERMINERS):
+                found.append(bare)
+            if bare.lower() in _DETERMINERS and k + length <= len(words):
+                phrase = [bare.lower(), *words[k + 1 : k + length]]
+                phrase[-1] = re.sub(r"('s|')$", "", phrase[-1].strip(".,;:!?\"()"))
+                if all(phrase) and not any(w[-1:] in ".,;:!?" for w in words[k : k + length - 1]):
+                    found.append(" ".join(phrase))
+        def key(phrase: str) -> str:  # "the pillar", "a pillar" and "Pillar's" name one referent
+            words = phrase.lower().split()
+            return re.sub(r"('s|')$", "", " ".join(words[1:] if words[0] in _DETERMINERS else words))
+
+        return [a for a in dict.fromkeys(found) if key(a) != key(self.candidate) and a.lower() not in _DETERMINERS]
+
+
+def _word(w: str) -> str:
+    return re.sub(r"[^\w']", "", w).lower()
+
+
+def wnli_alignment(premise: str, hypothesis: str) -> WnliAlignment | None:
+    """How the hypothesis substitutes a candidate for a pronoun of the premise, or None if it does not.
+
+    WNLI's hypothesis is the premise's clause with the pronoun replaced: words A + candidate + B of the
+    hypothesis match words A + pronoun + B of the premise (case and punctuation ignored). The pronoun
+    chosen is the one with the longest A + B; the candidate must be non-empty.
+    """
+    p, h = premise.split(), hypothesis.split()
+    pw, hw = [_word(w) for w in p], [_word(w) for w in h]
+    best = None
+    for i, word in enumerate(pw):
+        if word not in PRONOUNS:
+            continue
+        # A: the longest start of the hypothesis that ends the premise before the pronoun; B likewise after it.
+        a = next(n for n in range(min(i, len(hw) - 1), -1, -1) if pw[i - n : i] == hw[:n])
+        b = next(n for n in range(min(len(pw) - i - 1, len(hw) - a - 1), -1, -1)
+                 if pw[i + 1 : i + 1 + n] == hw[len(hw) - n :])
+        if a + b > (best[0] if best else 0):
+            best = (a + b, i, a, h[a : len(h) - b])
+    if best is None:
+        return None
+    _, i, a, candidate = best
+    words = list(candidate)
+    words[-1] = words[-1].rstrip(".!?;,:")
+    if p[i][:1].islower() and words[0].lower() in _LOWERED:
+        words[0] = words[0].lower()
+    trail = p[i][len(p[i].rstrip(".!?;,:\"'")):]  # the pronoun's own punctuation stays with the sentence
+    rest = trail + "".join(" " + w for w in p[i + 1 :])
+    return WnliAlignment(" ".join(p[:i]), rest, p[i].rstrip(".!?;,:\"'"), " ".join(words), (premise, i))
+
+
+def wnli_predictions(model, tokenizer, examples: Sequence[Example]) -> tuple[list[int], dict[str, int]]:
+    """1 (the candidate is the referent) for the candidate under which the rest of the premise is likeliest.
+
+    Examples whose premise and pronoun are the same form a group, and the group's candidate with the
+    highest summed log-probability of the rest is predicted 1, the others 0. A candidate alone in its
+    group (WNLI's dev set keeps mostly one of each pair) is compared with the premise's other referents
+    (`WnliAlignment.alternatives`): 1 if none makes the rest likelier; with none found, with the pronoun.
+    Where no pronoun is replaced as described (the hypothesis rephrases), the prediction is 0, WNLI's
+    majority class. Also returns how many examples fell in each case.
+    """
+    aligned = [wnli_alignment(*e.texts) for e in examples]
+
+    def rest_score(before: str, rest: str) -> float:
+        if not rest.strip():  # nothing after the pronoun: the whole substituted sentence
+            return sum(continuation_logprobs(model, tokenizer, "", before + rest))
+        return sum(continuation_logprobs(model, tokenizer, before, rest))
+
+    scores = [rest_score(a.before(a.candidate), a.rest) if a else None for a in aligned]
+    groups: dict[tuple[str, int], list[int]] = {}
+    for n, a in enumerate(aligned):
+        if a is not None:
+            groups.setdefault(a.group, []).append(n)
+    predicted = [0] * len(examples)
+    counts = {"grouped": 0, "alternatives": 0, "pronoun": 0, "unaligned": aligned.count(None)}
+    for members in groups.values():
+        if len({aligned[n].candidate.lower() for n in members}) > 1:
+            top = max(scores[n] for n in members)
+            for n in members:
+                predicted[n] = int(scores[n] == top)
+            counts["grouped"] += len(members)
+            continue
+        for n in members:
+            a = aligned[n]
+            others = a.alternatives()
+            kind = "alternatives" if others else "pronoun"
+            rival = max(rest_score(a.before(other), a.rest) for other in others or [a.pronoun])
+            predicted[n] = int(scores[n] > rival) if kind == "pronoun" else int(scores[n] >= rival)
+            counts[kind] += 1
+    return predicted, counts
+
+
+@dataclass
+class ZeroShotResult:
+    task: str
+    metric: str  # the headline metric, in `metrics`
+    value: float
+    metrics: dict[str, float]
+    examples: int
+    predictions: list[int]
+    detail: str  # how the heuristic decided, in a sentence (the CoLA threshold, WNLI's cases)
+
+
+def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
+             train_examples: Sequence[Example] | None = None) -> ZeroShotResult:
+    """Score `examples` of `task` (one of TASKS) with its heuristic; CoLA needs `train_examples`."""
+    if task not in TASKS:
+        raise GenptError(f"zero-shot task {task!r}: expected one of {', '.join(TASKS)}")
+    if not examples:
+        raise GenptError(f"zero-shot {task}: no examples to score")
+    with torch.no_grad():
+        if task == "sst2":
+            predicted = sst2_predictions(model, tokenizer, examples)
+            detail = 'sentence + " very": " positive" vs " negative"'
+        elif task == "story_cloze":
+            predicted = story_cloze_predictions(model, tokenizer, examples)
+            detail = "the ending with the higher mean token log-probability given the story"
+        elif task == "cola":
+            if not train_examples:
+                raise GenptError("zero-shot cola: the threshold is chosen on the training split; give --train FILE")
+            train_scores = cola_scores(model, tokenizer, train_examples)
+            threshold = best_threshold(train_scores, np.array([e.label for e in train_examples]))
+            predicted = [int(s > threshold) for s in cola_scores(model, tokenizer, examples)]
+            detail = (f"acceptable when the mean token log-probability > {threshold:.4f} nats, the threshold "
+                      f"maximising MCC on {len(train_examples)} training sentences")
+        else:
+            predicted, counts = wnli_predictions(model, tokenizer, examples)
+            detail = (f"{counts['grouped']} examples compared with another example's candidate for the same "
+                      f"pronoun, {counts['alternatives']} with referents found in the premise, {counts['pronoun']} "
+                      f"with the pronoun itself, {counts['unaligned']} unaligned (predicted 0)")
+    names = tuple(dict.fromkeys((METRIC[task], *builtin_task(task).metrics)))
+    values = metrics.compute(names, predicted, [e.label for e in examples])
+    return ZeroShotResult(task, METRIC[task], values[METRIC[task]], values, len(examples), predicted, detail)
+
+
+def read_task(task: str, path: str | Path, limit: int = 0) -> list[Example]:
+    """A built-in task's labeled file, its first `limit` examples when `limit` > 0."""
+    examples = read_examples(builtin_task(task), path)
+    return examples[:limit] if limit > 0 else examples
+
+
+@dataclass(frozen=True)
+class ZeroShotData:
+    """One task's files for a zero-shot curve, and the best fine-tuned score that normalises it."""
+
+    task: str
+    data: Path
+    train: Path | None = None  # CoLA's threshold
+    best: float | None = None  # e.g. the full model's dev score; None leaves the curve unnormalised
+    limit: int = 0
+
+
+def normalised(task: str, value: float, best: float | None) -> float | None:
+    """The paper's Figure 2 scale: 0 at chance, 1 at the best fine-tuned score."""
+    if best is None or best == CHANCE[task]:
+        return None
+    return (value - CHANCE[task]) / (best - CHANCE[task])
+
+
+def zeroshot_curve(run_dir: str | Path, tasks: Sequence[ZeroShotData]) -> list[dict]:
+    """Every task's zero-shot score at each of a pre-training run's checkpoints (Figure 2, right)."""
+    checkpoints = ckpt.checkpoint_dirs(Path(run_dir))
+    if not checkpoints:
+        raise GenptError(f"{run_dir}: no checkpoints (expected {ckpt.CHECKPOINTS}/step_NNNNNNNN/)")
+    data = [(t, read_task(t.task, t.data, t.limit), read_task(t.task, t.train, t.limit) if t.train else None)
+            for t in tasks]
+    rows = []
+    for checkpoint in checkpoints:
+        model, tokenizer = load_lm(checkpoint)
+        state = ckpt.read_state(checkpoint)
+        for spec, examples, train in data:
+            result = zeroshot(model, tokenizer, spec.task, examples, train)
+            rows.append({"step": state["step"], "tokens": state.get("tokens_seen", 0), "task": spec.task,
+                         "metric": result.metric, "value": result.value, "chance": CHANCE[spec.task],
+                         "best": spec.best, "normalised": normalised(spec.task, result.value, spec.best),
+                         "examples": result.examples})
+    return rows
+
+
+def write_curve(run_dir: str | Path, rows: Sequence[dict]) -> Path:
+    """Store `rows` in RUN/zeroshot.jsonl, replacing the rows of the same tasks and keeping the others."""
+    path = Path(run_dir) / CURVE_FILE
+    tasks = {row["task"] for row in rows}
+    kept = [row for row in read_curve(run_dir) if row["task"] not in tasks]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in [*kept, *rows]))
+    tmp.replace(path)
+    return path
+
+
+def read_curve(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / CURVE_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise GenptError(f"{path}:{n}: not JSON ({e.msg}); expected one zero-shot row a line") from None
+    return rows
+
+
+def result_dict(result: ZeroShotResult) -> dict:
+    return {k: v for k, v in asdict(result).items() if k != "predictions"}
+
+
+__all__ = ["CHANCE", "METRIC", "TASKS", "ZeroShotData", "ZeroShotResult", "best_threshold", "load_lm",
+           "normalised", "read_curve", "read_task", "wnli_alignment", "write_curve", "zeroshot", "zeroshot_curve"]

@@ -1,0 +1,182 @@
+"""Zero-shot heuristics against decisions computed here by hand: direct model calls and log_softmax."""
+
+import dataclasses
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import matthews_corrcoef
+
+from genpt.cli import main
+from genpt.config import ModelConfig
+from genpt.data.tasks import Example
+from genpt.errors import GenptError
+from genpt.model import GPT
+from genpt.study import zeroshot as zs
+from genpt.tokenizer import Tokenizer
+from genpt.train import checkpoint as ckpt
+
+TEXT = """The film was very positive and the play was very negative. Jane knocked on the door but she did not
+answer. Susan was at home. The trophy does not fit in the case because it is too large. A good story ends
+well; a bad one ends badly. Rick grew up in a troubled house. He joined a gang. He is happy now.
+Positive or negative? It was positive, not negative; a positive view, a negative one.
+"""
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    """A random tiny decoder (peaked: init std 0.3) and a real tokenizer, saved as a checkpoint folder."""
+    root = tmp_path_factory.mktemp("zs")
+    (root / "text.txt").write_text(TEXT * 3)
+    tokenizer = Tokenizer.train([root / "text.txt"], vocab_size=400)
+    tokenizer.save(root / "tokenizer.json")
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, n_ctx=64, n_embd=32, n_layer=2, n_head=2,
+                         embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0, initializer_range=0.3)
+    model = GPT(config).eval()
+    checkpoint = root / "run" / ckpt.CHECKPOINTS / "step_00000010"
+    ckpt.write_checkpoint(checkpoint, model, None, {"step": 10, "tokens_seen": 640},
+                          config={"model": dataclasses.asdict(config)}, tokenizer_json=root / "tokenizer.json")
+    return model, tokenizer, root / "run"
+
+
+def hand_logprobs(model, tokenizer, context: str, continuation: str) -> list[float]:
+    """log p of the continuation's tokens after end-of-text + context: one forward pass, log_softmax."""
+    prefix = [tokenizer.eot_id, *tokenizer.encode(context)]
+    cont = tokenizer.encode(continuation)
+    ids = torch.tensor([prefix + cont])
+    with torch.no_grad():
+        logp = model(ids).logits[0].log_softmax(dim=-1)
+    return [logp[len(prefix) - 1 + k, token].item() for k, token in enumerate(cont)]
+
+
+SENTENCES = ["the film was good", "a bad play", "he is happy now", "it ends badly", "the story was well told",
+             "she did not answer", "susan was at home", "a troubled house", "the case is too large", "rick grew up",
+             "very good", "not good at all"]
+
+
+def test_sst2_compares_positive_with_negative_after_very(lm):
+    model, tokenizer, _ = lm
+    examples = [Example((s,), i % 2, f"x:{i}") for i, s in enumerate(SENTENCES)]
+    expected = []
+    for s in SENTENCES:
+        pos = sum(hand_logprobs(model, tokenizer, s + " very", " positive"))
+        neg = sum(hand_logprobs(model, tokenizer, s + " very", " negative"))
+        expected.append(int(pos > neg))
+    assert set(expected) == {0, 1}, "the tiny model should not decide every sentence alike"
+    result = zs.zeroshot(model, tokenizer, "sst2", examples)
+    assert result.predictions == expected
+    assert result.value == pytest.approx(np.mean([p == e.label for p, e in zip(expected, examples, strict=True)]))
+
+
+def test_best_threshold_is_the_one_brute_force_finds():
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.normal(size=60), 1)  # ties on purpose
+    labels = (scores + rng.normal(scale=1.0, size=60) > 0).astype(int)
+    threshold = zs.best_threshold(scores, labels)
+    values = np.unique(scores)
+    candidates = [values[0] - 1, *((values[:-1] + values[1:]) / 2)]
+    brute = max(matthews_corrcoef(labels, (scores > t).astype(int)) for t in candidates)
+    assert matthews_corrcoef(labels, (scores > threshold).astype(int)) == pytest.approx(brute)
+    assert brute > 0.3
+
+
+def test_cola_thresholds_mean_logprob_chosen_on_training_sentences(lm):
+    model, tokenizer, _ = lm
+    train = [Example((s,), int(i % 3 != 0), f"t:{i}") for i, s in enumerate(SENTENCES)]
+    dev = [Example((s,), i % 2, f"d:{i}") for i, s in enumerate(reversed(SENTENCES))]
+    train_scores = [np.mean(hand_logprobs(model, tokenizer, "", e.texts[0])) for e in train]
+    labels = [e.label for e in train]
+    values = sorted(set(train_scores))
+    candidates = [values[0] - 1, *((a + b) / 2 for a, b in itertools.pairwise(values))]
+    threshold = max(candidates, key=lambda t: matthews_corrcoef(labels, [int(s > t) for s in train_scores]))
+    expected = [int(np.mean(hand_logprobs(model, tokenizer, "", e.texts[0])) > threshold) for e in dev]
+    result = zs.zeroshot(model, tokenizer, "cola", dev, train)
+    assert result.predictions == expected and result.metric == "mcc"
+    assert f"> {threshold:.4f} nats" in result.detail and "12 training sentences" in result.detail
+    with pytest.raises(GenptError, match="threshold is chosen on the training split"):
+        zs.zeroshot(model, tokenizer, "cola", dev)
+
+
+def test_story_cloze_picks_the_ending_with_the_higher_mean_logprob(lm):
+    model, tokenizer, _ = lm
+    stories = [("Rick grew up in a troubled house.", "He joined a gang.", "He is happy now."),
+               ("Jane knocked on the door.", "Susan was at home.", "She did not answer."),
+               ("The film was good.", "A good story ends well.", "A bad one ends badly."),
+               ("The trophy does not fit.", "It is too large.", "The case is very positive.")]
+    examples = [Example(s, i % 2, f"s:{i}") for i, s in enumerate(stories)]
+    expected = [int(np.argmax([np.mean(hand_logprobs(model, tokenizer, c, " " + e)) for e in endings]))
+                for c, *endings in stories]
+    assert zs.zeroshot(model, tokenizer, "story_cloze", examples).predictions == expected
+
+
+def test_wnli_alignment_finds_the_pronoun_the_hypothesis_replaces():
+    a = zs.wnli_alignment("Jane knocked on Susan's door but she did not answer.", "Susan did not answer.")
+    assert (a.before(a.candidate), a.rest, a.pronoun, a.candidate) == (
+        "Jane knocked on Susan's door but Susan", " did not answer.", "she", "Susan")
+    assert a.alternatives() == ["Jane"]
+    a = zs.wnli_alignment("There is a pillar between me and the stage, and I can't see around it.",
+                          "I can't see around the pillar.")
+    assert (a.before(a.candidate), a.rest, a.candidate) == (
+        "There is a pillar between me and the stage, and I can't see around the pillar", ".", "the pillar")
+    assert a.alternatives() == ["the stage"]  # "a pillar" is the candidate itself
+    a = zs.wnli_alignment("The drain is clogged with hair. It has to be cleaned.", "The hair has to be cleaned.")
+    assert (a.before(a.candidate), a.rest) == ("The drain is clogged with hair. The hair", " has to be cleaned.")
+    assert a.alternatives() == ["the drain"]
+    a = zs.wnli_alignment("The delivery truck zoomed by the school bus because it was going so slow.",
+                          "The school bus was going so slow.")
+    assert a.before(a.candidate).endswith("because the school bus") and a.rest == " was going so slow."
+    assert a.alternatives() == ["the delivery truck"]
+    assert zs.wnli_alignment("It rained all day.", "Nothing here matches.") is None
+
+
+def test_wnli_prefers_the_candidate_that_makes_the_rest_likelier(lm):
+    model, tokenizer, _ = lm
+    premise = "The trophy does not fit in the case because it is too large."
+    lone = "Jane knocked on the door but she did not answer."
+    examples = [Example((premise, "The trophy is too large."), 1, "w:1"),
+                Example((premise, "The case is too large."), 0, "w:2"),
+                Example((lone, "Jane did not answer."), 0, "w:3"),
+                Example(("It rained all day.", "Nothing here matches."), 1, "w:4")]
+    rest = lambda before, r: sum(hand_logprobs(model, tokenizer, before, r))  # noqa: E731
+    trophy = rest("The trophy does not fit in the case because the trophy", " is too large.")
+    case = rest("The trophy does not fit in the case because the case", " is too large.")
+    jane = rest("Jane knocked on the door but Jane", " did not answer.")
+    door = rest("Jane knocked on the door but the door", " did not answer.")  # the premise's other referent
+    expected = [int(trophy >= case), int(case >= trophy), int(jane >= door), 0]
+    result = zs.zeroshot(model, tokenizer, "wnli", examples)
+    assert result.predictions == expected
+    assert result.detail.startswith("2 examples compared with another example's candidate")
+    assert "1 with referents found in the premise, 0 with the pronoun itself, 1 unaligned" in result.detail
+
+
+def test_curve_over_checkpoints_is_normalised_between_chance_and_the_best_score(lm, tmp_path):
+    model, tokenizer, run = lm
+    data = tmp_path / "dev.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{s}\t{i % 2}\n" for i, s in enumerate(SENTENCES)))
+    rows = zs.zeroshot_curve(run, [zs.ZeroShotData("sst2", data, best=0.9)])
+    direct = zs.zeroshot(model, tokenizer, "sst2", zs.read_task("sst2", data))
+    assert [(r["step"], r["tokens"], r["task"]) for r in rows] == [(10, 640, "sst2")]
+    assert rows[0]["value"] == direct.value
+    assert rows[0]["normalised"] == pytest.approx((direct.value - 0.5) / (0.9 - 0.5))
+    zs.write_curve(run, [{**rows[0], "task": "cola"}])
+    zs.write_curve(run, rows)
+    zs.write_curve(run, rows)  # rewriting a task replaces its rows and keeps the others'
+    assert sorted(r["task"] for r in zs.read_curve(run)) == ["cola", "sst2"]
+
+
+def test_zeroshot_command_prints_the_score_and_refuses_cola_without_train(lm, tmp_path, capsys):
+    _, _, run = lm
+    data = tmp_path / "dev.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{s}\t{i % 2}\n" for i, s in enumerate(SENTENCES)))
+    assert main(["zeroshot", str(run), "--task", "sst2", "--data", str(data), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["task"] == "sst2" and out["examples"] == 12 and 0 <= out["metrics"]["accuracy"] <= 1
+    cola = tmp_path / "cola.tsv"
+    cola.write_text("".join(f"src\t{i % 2}\t\t{s}\n" for i, s in enumerate(SENTENCES)))
+    assert main(["zeroshot", str(run), "--task", "cola", "--data", str(cola)]) == 2
+    assert "give --train FILE" in capsys.readouterr().err
+    assert main(["zeroshot", str(run), "--task", "cola", "--data", str(cola), "--train", str(cola)]) == 0
+    assert "training sentences" in capsys.readouterr().out
