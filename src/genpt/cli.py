@@ -254,7 +254,13 @@ def cmd_zeroshot(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from genpt.study.report import write_report
 
-    path = write_report(args.runs, args.output)
+    dev_files = {}
+    for item in args.dev:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise GenptError(f"--dev expects TASK=FILE (e.g. sst2=glue/SST-2/dev.tsv), got {item!r}")
+        dev_files[task] = path
+    path = write_report(args.runs, args.output, dev_files)
     print(f"report written to {path}")
 
 
@@ -404,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="figures and a Markdown page from pre-training and fine-tuning runs")
     p.add_argument("runs", nargs="+", help="run folders: pre-training runs and fine-tuned folders")
     p.add_argument("--output", "-o", required=True, help="folder for report.md and its figures")
+    p.add_argument("--dev", action="append", default=[], metavar="TASK=FILE",
+                   help="a task's dev file: its classifiers' confusion matrices are drawn (repeatable)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the whole method on a public-domain corpus, on the CPU, in minutes")

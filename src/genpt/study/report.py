@@ -1,0 +1,273 @@
+"""`genpt report`: figures and a Markdown page from pre-training runs and fine-tuned folders.
+
+A pre-training run is read from its `metrics.jsonl` (train and validation rows) and, where
+`genpt zeroshot --every-checkpoint` wrote one, its `zeroshot.jsonl`. A fine-tuned folder is read from
+`finetune.json` (task and settings), `metrics.jsonl` (dev metrics per epoch) and its checkpoint's
+`config.json` (the architecture). The setting of a fine-tuned run follows from its settings: full,
+no aux LM (lm_coef 0), no pre-training (scratch), transfer k (the first k blocks), LSTM.
+Confusion matrices need the dev labels: `dev_files` maps a task's name to its dev file, and each
+classifier is run on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genpt.data.tasks import TaskSpec, read_examples
+from genpt.errors import GenptError
+from genpt.predict import load_finetuned, predict
+from genpt.study import figures
+from genpt.study.zeroshot import read_curve
+from genpt.train import checkpoint as ckpt
+
+REPORT = "report.md"
+METRICS = "metrics.jsonl"  # genpt.train.metrics_log writes it
+SETTINGS = ("full", "no aux LM", "no pre-training", "LSTM", "LSTM, no aux LM", "LSTM, no pre-training")
+
+
+@dataclass
+class PretrainRun:
+    path: Path
+    name: str
+    curve: figures.Curve
+    zeroshot: list[dict]
+    config: dict
+
+
+@dataclass
+class FinetunedRun:
+    path: Path
+    name: str
+    task: TaskSpec
+    setting: str
+    transferred: int | None  # blocks transferred, for the transfer curve (None: not a transfer point)
+    n_layer: int
+    seed: int
+    epochs: list[dict]  # dev metrics after each epoch
+
+    @property
+    def metric(self) -> str:
+        return self.task.metrics[0]
+
+    @property
+    def final(self) -> float:
+        """The last epoch's dev score: no choice made on the dev set, unlike the kept best epoch."""
+        return self.epochs[-1][self.metric]
+
+
+def _metrics(path: Path) -> list[dict]:
+    """The run's metric rows; a last line cut short (a run killed while writing it) is left out."""
+    file = path / METRICS
+    try:
+        lines = file.read_text().splitlines()
+    except FileNotFoundError:
+        raise GenptError(f"{file}: missing; expected a run folder written by genpt") from None
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if n < len(lines):
+                raise GenptError(f"{file}:{n}: not JSON ({e.msg}); expected one metrics row a line") from None
+    return rows
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GenptError(f"{path}: missing") from None
+    except json.JSONDecodeError as e:
+        raise GenptError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
+
+
+def read_pretrain(path: Path) -> PretrainRun:
+    rows = _metrics(path)
+    train = [r for r in rows if r["split"] == "train"]
+    if not train:
+        raise GenptError(f"{path / 'metrics.jsonl'}: no training rows; has the run taken a logged step?")
+    tokens_at = {r["step"]: r["tokens"] for r in train}
+    per_step = train[-1]["tokens"] / train[-1]["step"]
+    val = [{**r, "tokens": tokens_at.get(r["step"], r["step"] * per_step)} for r in rows if r["split"] == "val"]
+    config = _json(path / "config.json") if (path / "config.json").is_file() else {}
+    return PretrainRun(path, path.name, figures.Curve(path.name, train, val), read_curve(path), config)
+
+
+def setting_of(arch: str, scratch: bool, transfer: int, n_layer: int, lm_coef: float) -> str:
+    if scratch:
+        setting = "no pre-training"
+    elif 0 <= transfer < n_layer:
+        setting = f"transfer {transfer}"
+    elif lm_coef == 0:
+        setting = "no aux LM"
+    else:
+        setting = "full"
+    if arch == "lstm":
+        return "LSTM" if setting == "full" else f"LSTM, {setting}"
+    return setting
+
+
+def read_finetuned(path: Path) -> FinetunedRun:
+    settings = _json(path / "finetune.json")
+    task = TaskSpec.from_dict(settings["task"])
+    cfg = settings["finetune"]
+    model = _json(ckpt.resolve_checkpoint(path) / "config.json")["model"]
+    arch, n_layer = model.get("arch", "transformer"), model["n_layer"]
+    epochs = [{k: v for k, v in r.items() if k not in ("step", "split")} for r in _metrics(path) if r["split"] == "val"]
+    if not epochs:
+        raise GenptError(f"{path}: no dev metrics in metrics.jsonl; fine-tune with --dev to report on it")
+    setting = setting_of(arch, cfg["scratch"], cfg["transfer_layers"], n_layer, cfg["lm_coef"])
+    transferred = None
+    if arch == "transformer" and not cfg["scratch"] and cfg["lm_coef"] > 0:
+        transferred = cfg["transfer_layers"] if 0 <= cfg["transfer_layers"] < n_layer else n_layer
+    return FinetunedRun(path, path.name, task, setting, transferred, n_layer, cfg["seed"], epochs)
+
+
+def read_run(path: str | Path) -> PretrainRun | FinetunedRun:
+    path = Path(path)
+    if (path / "finetune.json").is_file():
+        return read_finetuned(path)
+    if (path / "metrics.jsonl").is_file():
+        return read_pretrain(path)
+    raise GenptError(f"{path}: neither a pre-training run (metrics.jsonl) nor a fine-tuned folder (finetune.json)")
+
+
+def dev_confusion(run: FinetunedRun, dev_file: Path) -> np.ndarray:
+    """Counts of (true, predicted) labels of the run's kept model on `dev_file`."""
+    examples = read_examples(run.task, dev_file)
+    predicted = predict(load_finetuned(run.path), examples).predicted
+    n = len(run.task.label_names)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    for example, guess in zip(examples, predicted, strict=True):
+        matrix[example.label, guess] += 1
+    return matrix
+
+
+def _output_folder(output: Path) -> None:
+    """A new folder, or one holding an earlier report: nothing else of the user's is overwritten."""
+    if output.exists() and any(output.iterdir()) and not (output / REPORT).is_file():
+        raise GenptError(f"{output}: exists and holds files but no {REPORT}; choose a new --output folder")
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def _order(names: Sequence[str]) -> list[str]:
+    return sorted(set(names), key=lambda s: (SETTINGS.index(s) if s in SETTINGS else len(SETTINGS), s))
+
+
+def write_report(runs: Sequence[str | Path], output: str | Path,
+                 dev_files: Mapping[str, str | Path] | None = None) -> Path:
+    """Draw every figure the given runs allow into `output` and write `output/report.md` embedding them."""
+    output = Path(output)
+    read = [read_run(path) for path in runs]
+    pre = [r for r in read if isinstance(r, PretrainRun)]
+    fine = [r for r in read if isinstance(r, FinetunedRun)]
+    for group in (pre, fine):
+        if len({r.name for r in group}) < len(group):  # two runs named alike: add their parent folders
+            for r in group:
+                r.name = f"{r.path.parent.name}/{r.path.name}"
+                if isinstance(r, PretrainRun):
+                    r.curve.name = r.name
+    _output_folder(output)
+    shown: list[figures.Figure] = []
+    if pre:
+        shown.append(figures.loss_curves([r.curve for r in pre], output / "pretraining_loss.png"))
+        shown.append(figures.throughput([r.curve for r in pre], output / "throughput.png"))
+        with_zeroshot = {r.name: r.zeroshot for r in pre if r.zeroshot}
+        if with_zeroshot:
+            shown.append(figures.zeroshot_curves(with_zeroshot, output / "zeroshot.png"))
+    tables = []
+    if fine:
+        metric_names = {r.task.name: r.metric for r in fine}
+        settings = _order([r.setting for r in fine])
+        epochs: dict[str, dict[str, list]] = defaultdict(dict)
+        for r in fine:
+            epochs[r.task.name][f"{r.setting}/{r.name}"] = [(i + 1, e[r.metric]) for i, e in enumerate(r.epochs)]
+        shown.append(figures.finetune_epochs(epochs, metric_names, settings, output / "finetuning_epochs.png"))
+        table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in fine:
+            if not r.setting.startswith("transfer"):
+                table[r.task.name][r.setting].append(r.final)
+        if table:
+            shown.append(figures.ablation_bars(table, metric_names, settings, output / "ablations.png"))
+            tables.append(_ablation_table(table, metric_names))
+        points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in fine:
+            if r.transferred is not None:
+                points[r.task.name][r.transferred].append(r.final)
+        points = {task: by_k for task, by_k in points.items() if len(by_k) > 1}
+        if points:
+            n_layer = max(r.n_layer for r in fine if r.transferred is not None)
+            shown.append(figures.transfer_curve(points, metric_names, n_layer, output / "transfer.png"))
+        for (task, setting), (matrix, count) in _confusions(fine, dev_files or {}).items():
+            spec = next(r.task for r in fine if r.task.name == task)
+            slug = f"confusion_{task}_{setting}".replace(" ", "_").replace(",", "")
+            shown.append(figures.confusion(matrix, spec.label_names, f"{task}, {setting}: confusion on dev", count,
+                                           output / f"{slug}.png"))
+    if not shown:
+        raise GenptError("nothing to report: give pre-training runs or fine-tuned folders")
+    path = output / REPORT
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(_markdown(pre, fine, shown, tables))
+    tmp.replace(path)
+    return path
+
+
+def _confusions(fine: Sequence[FinetunedRun], dev_files: Mapping[str, str | Path]
+                ) -> dict[tuple[str, str], tuple[np.ndarray, int]]:
+    """One matrix per (task, setting) of the classifiers with a dev file, summed over seeds, and the run count."""
+    matrices: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+    for r in fine:
+        if r.task.target != "class" or r.task.name not in dev_files or r.setting.startswith("transfer"):
+            continue
+        matrix = dev_confusion(r, Path(dev_files[r.task.name]))
+        key = (r.task.name, r.setting)
+        total, count = matrices.get(key, (0, 0))
+        matrices[key] = (total + matrix, count + 1)
+    return matrices
+
+
+def _ablation_table(table: Mapping[str, Mapping[str, list[float]]], metric_names: Mapping[str, str]) -> str:
+    lines = ["| task | metric | setting | mean ± std | seeds |", "|---|---|---|---|---|"]
+    for task, by_setting in table.items():
+        for setting in _order(list(by_setting)):
+            values = by_setting[setting]
+            std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+            lines.append(f"| {task} | {metric_names[task]} | {setting} | {np.mean(values):.4f} ± {std:.4f} | "
+                         f"{len(values)} |")
+    return "\n".join(lines)
+
+
+def _markdown(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun], shown: Sequence[figures.Figure],
+              tables: Sequence[str]) -> str:
+    out = ["# genpt report", ""]
+    if pre:
+        out += ["## Pre-training runs", "", "| run | steps | tokens | last train loss | last validation perplexity |",
+                "|---|---|---|---|---|"]
+        for r in pre:
+            last, val = r.curve.train[-1], r.curve.val[-1] if r.curve.val else None
+            ppl = f"{val['perplexity']:.2f}" if val else "-"
+            out.append(f"| {r.name} | {last['step']} | {last['tokens']:,} | {last['loss']:.4f} | {ppl} |")
+        out.append("")
+    if fine:
+        out += ["## Fine-tuned runs", "", "| run | task | setting | seed | epochs | final dev score |",
+                "|---|---|---|---|---|---|"]
+        for r in fine:
+            out.append(f"| {r.name} | {r.task.name} | {r.setting} | {r.seed} | {len(r.epochs)} | "
+                       f"{r.metric} {r.final:.4f} |")
+        out.append("")
+    for table in tables:
+        out += ["## Settings compared (final epoch, over seeds)", "", table, ""]
+    out += ["## Figures", ""]
+    for n, figure in enumerate(shown, 1):
+        out += [f"### Figure {n}. {figure.title}", "", f"![{figure.title}]({figure.file})", "",
+                f"*Figure {n}. {figure.caption}*", ""]
+    return "\n".join(out)
+
+
+__all__ = ["FinetunedRun", "PretrainRun", "read_run", "setting_of", "write_report"]
