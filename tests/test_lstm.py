@@ -13,6 +13,7 @@ from genpt.config import FinetuneConfig, ModelConfig, PretrainConfig
 from genpt.data.tasks import Example, builtin_task
 from genpt.errors import GenptError
 from genpt.generate import generate
+from genpt.interop import convert
 from genpt.load import load_finetuned, load_lm
 from genpt.lstm import LSTMLM
 from genpt.model import GPT
@@ -137,6 +138,8 @@ def test_checkpoint_records_the_arch_and_loads_back_to_the_same_logits(lstm_run)
     ids = torch.randint(0, 50, (2, 20))
     torch.testing.assert_close(loaded(ids).logits, twin(ids).logits)
     assert not torch.equal(twin(ids).logits, build_model(loaded.config).eval()(ids).logits)
+    with pytest.raises(GenptError, match="model.arch is lstm; only the Transformer"):
+        convert(lstm_run, lstm_run.parent / "hf", target="hf")
 
 
 def test_lstm_fine_tunes_with_the_task_heads_and_predicts(lstm_run, tmp_path):

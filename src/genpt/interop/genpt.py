@@ -19,6 +19,9 @@ def read_genpt(path: str | Path) -> Converted:
     """A genpt run (its best or newest checkpoint) or checkpoint folder, pre-trained or fine-tuned."""
     checkpoint = ckpt.resolve_checkpoint(path)
     info = ckpt.read_info(checkpoint)
+    if info.model.arch != "transformer":
+        raise GenptError(f"{checkpoint}: model.arch is {info.model.arch}; only the Transformer has another format "
+                         "to go to")
     tokenizer = gpt1_tokenizer.load(checkpoint / "tokenizer.json")
     model = ckpt.build_model(info)
     ckpt.load_weights(model, checkpoint)  # checks names and shapes, naming the file
