@@ -16,9 +16,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, the same pixels on every machine
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import EngFormatter, FuncFormatter  # noqa: E402
 
 DPI = 110
+MARKERS = "osD^vP*Xph"
+TOKENS = EngFormatter(sep="")  # 150k, 1.2M: token counts that fit under their ticks
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ def loss_curves(curves: Sequence[Curve], path: Path) -> Figure:
         pp.legend(fontsize=8)
     for a in (ax, pp):
         a.grid(alpha=0.3)
+        a.xaxis.set_major_formatter(TOKENS)
     _save(fig, path)
     return Figure(path.name, "Pre-training loss and validation perplexity",
                   "Left: the language-modelling loss L1 (mean over the steps since the previous log line) and "
@@ -116,12 +119,13 @@ def finetune_epochs(tasks: Mapping[str, Mapping[str, list[tuple[int, float]]]], 
     """tasks[task][run name] = [(epoch, dev score)]; a run's setting is the part of its name before '/'."""
     fig, axes = _grid(len(tasks), extra=2.0)
     colors = dict(zip(settings, _colors(len(settings)), strict=True))
+    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(settings)}  # lines that coincide stay apart
     for ax, (task, runs) in zip(axes, tasks.items(), strict=True):
         shown = set()
-        for name, points in sorted(runs.items()):
+        for name, points in sorted(runs.items(), key=lambda item: (settings.index(item[0].split("/")[0]), item[0])):
             setting = name.split("/")[0]
-            ax.plot([e for e, _ in points], [v for _, v in points], color=colors[setting], marker="o", ms=3.5,
-                    alpha=0.85, label=None if setting in shown else setting)
+            ax.plot([e for e, _ in points], [v for _, v in points], color=colors[setting], marker=markers[setting],
+                    ms=6, mfc="none", alpha=0.85, label=None if setting in shown else setting)
             shown.add(setting)
         ax.set(title=f"{task}: dev {metric_names[task]} per epoch", xlabel="epoch",
                ylabel=f"dev {metric_names[task]} (fraction)")
@@ -188,7 +192,7 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path) -> Figure:
     tasks = sorted({r["task"] for rows in runs.values() for r in rows})
     colors = dict(zip(tasks, _colors(len(tasks)), strict=True))
     styles = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D")]  # runs that overlap stay apart by marker
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    fig, ax = plt.subplots(figsize=(9.5, 4.4))
     for (style, marker), (name, rows) in zip(styles * 4, runs.items(), strict=False):
         for task in tasks:
             mine = sorted((r for r in rows if r["task"] == task), key=lambda r: r["tokens"])
@@ -204,9 +208,9 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path) -> Figure:
             ax.axhline(chance, color=colors[task], lw=0.8, ls=":")
     ylabel = "score normalised: 0 = chance, 1 = best fine-tuned" if normalised else "zero-shot score (fraction)"
     ax.set(title="Zero-shot behaviour during pre-training", xlabel="pre-training tokens seen", ylabel=ylabel)
+    ax.xaxis.set_major_formatter(TOKENS)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, path)
+    _save(fig, path, legend_right=True)
     scale = ("normalised between chance (0) and the best fine-tuned score (1), as in the paper's Figure 2 "
              "(right)" if normalised else "as fractions (no best fine-tuned score was given to normalise them)")
     return Figure(path.name, "Zero-shot curves (the paper's Figure 2, right)",
