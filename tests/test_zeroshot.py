@@ -9,6 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import matthews_corrcoef
 
+from genpt import checkpoint as ckpt
 from genpt.cli import main
 from genpt.config import ModelConfig
 from genpt.data.tasks import Example
@@ -16,7 +17,6 @@ from genpt.errors import GenptError
 from genpt.model import GPT
 from genpt.study import zeroshot as zs
 from genpt.tokenizer import Tokenizer
-from genpt.train import checkpoint as ckpt
 
 TEXT = """The film was very positive and the play was very negative. Jane knocked on the door but she did not
 answer. Susan was at home. The trophy does not fit in the case because it is too large. A good story ends

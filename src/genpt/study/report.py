@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from genpt import checkpoint as ckpt
+from genpt import io
 from genpt.data.tasks import TaskSpec, read_examples
 from genpt.errors import GenptError
-from genpt.predict import load_finetuned, predict
+from genpt.load import load_finetuned
+from genpt.predict import predict
 from genpt.study import figures
 from genpt.study.zeroshot import read_curve
-from genpt.train import checkpoint as ckpt
 
 REPORT = "report.md"
 METRICS = "metrics.jsonl"  # genpt.train.metrics_log writes it
@@ -78,15 +80,6 @@ def _metrics(path: Path) -> list[dict]:
     return rows
 
 
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GenptError(f"{path}: missing") from None
-    except json.JSONDecodeError as e:
-        raise GenptError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
-
-
 def read_pretrain(path: Path) -> PretrainRun:
     rows = _metrics(path)
     train = [r for r in rows if r["split"] == "train"]
@@ -95,7 +88,7 @@ def read_pretrain(path: Path) -> PretrainRun:
     tokens_at = {r["step"]: r["tokens"] for r in train}
     per_step = train[-1]["tokens"] / train[-1]["step"]
     val = [{**r, "tokens": tokens_at.get(r["step"], r["step"] * per_step)} for r in rows if r["split"] == "val"]
-    config = _json(path / "config.json") if (path / "config.json").is_file() else {}
+    config = io.read_json(path / "config.json") if (path / "config.json").is_file() else {}
     return PretrainRun(path, path.name, figures.Curve(path.name, train, val), read_curve(path), config)
 
 
@@ -114,11 +107,11 @@ def setting_of(arch: str, scratch: bool, transfer: int, n_layer: int, lm_coef: f
 
 
 def read_finetuned(path: Path) -> FinetunedRun:
-    settings = _json(path / "finetune.json")
+    settings = io.read_json(path / "finetune.json")
     task = TaskSpec.from_dict(settings["task"])
     cfg = settings["finetune"]
-    model = _json(ckpt.resolve_checkpoint(path) / "config.json")["model"]
-    arch, n_layer = model.get("arch", "transformer"), model["n_layer"]
+    model = ckpt.read_info(ckpt.resolve_checkpoint(path)).model
+    arch, n_layer = model.arch, model.n_layer
     epochs = [{k: v for k, v in r.items() if k not in ("step", "split")} for r in _metrics(path) if r["split"] == "val"]
     if not epochs:
         raise GenptError(f"{path}: no dev metrics in metrics.jsonl; fine-tune with --dev to report on it")
@@ -212,9 +205,7 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
     if not shown:
         raise GenptError("nothing to report: give pre-training runs or fine-tuned folders")
     path = output / REPORT
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(_markdown(pre, fine, shown, tables))
-    tmp.replace(path)
+    io.write_text(path, _markdown(pre, fine, shown, tables))
     return path
 
 

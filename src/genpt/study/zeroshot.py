@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genpt import metrics
+from genpt import checkpoint as ckpt
+from genpt import io, metrics
+from genpt import load as loading
 from genpt.data.tasks import Example, builtin_task, read_examples
 from genpt.errors import GenptError
 from genpt.scoring import token_logprobs
-from genpt.train import checkpoint as ckpt
 
 TASKS = ("sst2", "cola", "story_cloze", "wnli")
 METRIC = {"sst2": "accuracy", "cola": "mcc", "story_cloze": "accuracy", "wnli": "accuracy"}
@@ -41,7 +42,8 @@ CURVE_FILE = "zeroshot.jsonl"
 
 def load_lm(path: str | Path):
     """The language model and tokenizer in a run or checkpoint folder: the one place this module loads."""
-    return ckpt.load(path), ckpt.load_tokenizer(path)
+    loaded = loading.load_model(path)
+    return loaded.lm, loaded.tokenizer
 
 
 def continuation_logprobs(model, tokenizer, context: str, continuation: str) -> list[float]:
@@ -322,9 +324,7 @@ def write_curve(run_dir: str | Path, rows: Sequence[dict]) -> Path:
     path = Path(run_dir) / CURVE_FILE
     tasks = {row["task"] for row in rows}
     kept = [row for row in read_curve(run_dir) if row["task"] not in tasks]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in [*kept, *rows]))
-    tmp.replace(path)
+    io.write_text(path, "".join(json.dumps(row) + "\n" for row in [*kept, *rows]))
     return path
 
 
