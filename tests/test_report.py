@@ -22,7 +22,7 @@ def pretrain_tiny(shards, run, **model):
     for key, value in {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_ctx": 32, **model}.items():
         setattr(config.model, key, value)
     t = config.train
-    t.batch_size, t.max_steps, t.warmup_steps, t.lr = 8, 40, 4, 3e-3
+    t.batch_size, t.max_steps, t.warmup_steps, t.lr = 8, 20, 4, 3e-3
     t.log_interval, t.eval_interval, t.eval_batches, t.checkpoint_interval, t.keep_checkpoints = 2, 10, 2, 10, 10
     config.data.shards = str(shards)
     pretrain(config, run, progress=False)
@@ -40,7 +40,7 @@ def study(shards, tmp_path_factory):
     dev = read_examples(sst2, dev_file)
     runs = [pretrain_tiny(shards, root / "gpt"), pretrain_tiny(shards, root / "lstm", arch="lstm", lstm_hidden=48)]
     for run in runs:
-        zs.write_curve(run, zs.zeroshot_curve(run, [zs.ZeroShotData("sst2", dev_file, best=0.8, limit=24)]))
+        zs.write_curve(run, zs.zeroshot_curve(run, [zs.ZeroShotData("sst2", dev_file, best=0.8, limit=12)]))
     settings = [("full", 1, {}), ("full", 2, {}), ("scratch", 1, {"scratch": True}), ("scratch", 2, {"scratch": True}),
                 ("noaux", 1, {"lm_coef": 0.0}), ("t0", 1, {"transfer_layers": 0})]
     for name, seed, values in settings:
