@@ -9,7 +9,8 @@ from conftest import shared_data
 
 from genpt.cli import main
 from genpt.config import FinetuneConfig, PretrainConfig
-from genpt.data.tasks import builtin_task, read_examples
+from genpt.data.readers import read_examples
+from genpt.data.tasks import builtin_task
 from genpt.errors import GenptError
 from genpt.study import zeroshot as zs
 from genpt.study.report import read_run, setting_of, write_report

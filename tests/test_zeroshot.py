@@ -29,8 +29,7 @@ Positive or negative? It was positive, not negative; a positive view, a negative
 def lm(tmp_path_factory):
     """A random tiny decoder (peaked: init std 0.3) and a real tokenizer, saved as a checkpoint folder."""
     root = tmp_path_factory.mktemp("zs")
-    (root / "text.txt").write_text(TEXT * 3)
-    tokenizer = Tokenizer.train([root / "text.txt"], vocab_size=400)
+    tokenizer = Tokenizer.train([TEXT * 3], vocab_size=400)
     tokenizer.save(root / "tokenizer.json")
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=tokenizer.vocab_size, n_ctx=64, n_embd=32, n_layer=2, n_head=2,

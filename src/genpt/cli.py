@@ -232,18 +232,14 @@ def cmd_zeroshot(args: argparse.Namespace) -> None:
     from genpt.study import zeroshot as zs
 
     if args.every_checkpoint:
-        spec = zs.ZeroShotData(args.task, Path(args.data), Path(args.train) if args.train else None, args.best,
-                               args.limit)
-        rows = zs.zeroshot_curve(args.run, [spec])
-        path = zs.write_curve(args.run, rows)
+        spec = zs.ZeroShotData(args.task, args.data, args.train, args.best, args.limit)
+        rows, path = zs.score_checkpoints(args.run, spec)
         for row in rows:
             print(json.dumps(row) if args.json else f"step {row['step']:>8}  {row['tokens']:>12,} tokens  "
                   f"{row['task']} {row['metric']} {row['value']:.4f}")
         print(f"{len(rows)} points written to {path}", file=sys.stderr)
         return
-    model, tokenizer = zs.load_lm(args.run)
-    train = zs.read_task(args.task, args.train, args.limit) if args.train else None
-    result = zs.zeroshot(model, tokenizer, args.task, zs.read_task(args.task, args.data, args.limit), train)
+    result = zs.score_run(args.run, args.task, args.data, args.train, args.limit)
     if args.json:
         print(json.dumps(zs.result_dict(result)))
     else:
@@ -252,15 +248,9 @@ def cmd_zeroshot(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from genpt.study.report import write_report
+    from genpt.study.report import dev_files_from, write_report
 
-    dev_files = {}
-    for item in args.dev:
-        task, sep, path = item.partition("=")
-        if not sep or not task or not path:
-            raise GenptError(f"--dev expects TASK=FILE (e.g. sst2=glue/SST-2/dev.tsv), got {item!r}")
-        dev_files[task] = path
-    path = write_report(args.runs, args.output, dev_files)
+    path = write_report(args.runs, args.output, dev_files_from(args.dev))
     print(f"report written to {path}")
 
 

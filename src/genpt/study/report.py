@@ -21,7 +21,8 @@ import numpy as np
 
 from genpt import checkpoint as ckpt
 from genpt import io
-from genpt.data.tasks import TaskSpec, read_examples
+from genpt.data.readers import read_examples
+from genpt.data.tasks import TaskSpec
 from genpt.errors import GenptError
 from genpt.load import load_finetuned
 from genpt.predict import predict
@@ -209,6 +210,17 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
     return path
 
 
+def dev_files_from(items: Sequence[str]) -> dict[str, str]:
+    """`TASK=FILE` items (the command's --dev) as a task -> dev file mapping."""
+    found = {}
+    for item in items:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise GenptError(f"--dev expects TASK=FILE (e.g. sst2=glue/SST-2/dev.tsv), got {item!r}")
+        found[task] = path
+    return found
+
+
 def _confusions(fine: Sequence[FinetunedRun], dev_files: Mapping[str, str | Path]
                 ) -> dict[tuple[str, str], tuple[np.ndarray, int]]:
     """One matrix per (task, setting) of the classifiers with a dev file, summed over seeds, and the run count."""
@@ -261,4 +273,4 @@ def _markdown(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun], shown: S
     return "\n".join(out)
 
 
-__all__ = ["FinetunedRun", "PretrainRun", "read_run", "setting_of", "write_report"]
+__all__ = ["FinetunedRun", "PretrainRun", "dev_files_from", "read_run", "setting_of", "write_report"]

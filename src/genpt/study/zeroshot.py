@@ -30,7 +30,8 @@ import torch
 from genpt import checkpoint as ckpt
 from genpt import io, metrics
 from genpt import load as loading
-from genpt.data.tasks import Example, builtin_task, read_examples
+from genpt.data.readers import read_examples
+from genpt.data.tasks import Example, builtin_task
 from genpt.errors import GenptError
 from genpt.scoring import token_logprobs
 
@@ -286,8 +287,8 @@ class ZeroShotData:
     """One task's files for a zero-shot curve, and the best fine-tuned score that normalises it."""
 
     task: str
-    data: Path
-    train: Path | None = None  # CoLA's threshold
+    data: str | Path
+    train: str | Path | None = None  # CoLA's threshold
     best: float | None = None  # e.g. the full model's dev score; None leaves the curve unnormalised
     limit: int = 0
 
@@ -319,6 +320,20 @@ def zeroshot_curve(run_dir: str | Path, tasks: Sequence[ZeroShotData]) -> list[d
     return rows
 
 
+def score_run(path: str | Path, task: str, data: str | Path, train: str | Path | None = None,
+              limit: int = 0) -> ZeroShotResult:
+    """`task`'s zero-shot score of the model in `path` on the labeled file `data` (CoLA: threshold on `train`)."""
+    model, tokenizer = load_lm(path)
+    train_examples = read_task(task, train, limit) if train else None
+    return zeroshot(model, tokenizer, task, read_task(task, data, limit), train_examples)
+
+
+def score_checkpoints(run_dir: str | Path, spec: ZeroShotData) -> tuple[list[dict], Path]:
+    """The zero-shot curve of one task over a run's checkpoints, stored in the run (see `write_curve`)."""
+    rows = zeroshot_curve(run_dir, [spec])
+    return rows, write_curve(run_dir, rows)
+
+
 def write_curve(run_dir: str | Path, rows: Sequence[dict]) -> Path:
     """Store `rows` in RUN/zeroshot.jsonl, replacing the rows of the same tasks and keeping the others."""
     path = Path(run_dir) / CURVE_FILE
@@ -346,4 +361,5 @@ def result_dict(result: ZeroShotResult) -> dict:
 
 
 __all__ = ["CHANCE", "METRIC", "TASKS", "ZeroShotData", "ZeroShotResult", "best_threshold", "load_lm",
-           "normalised", "read_curve", "read_task", "wnli_alignment", "write_curve", "zeroshot", "zeroshot_curve"]
+           "normalised", "read_curve", "read_task", "score_checkpoints", "score_run", "wnli_alignment",
+           "write_curve", "zeroshot", "zeroshot_curve"]
