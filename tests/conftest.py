@@ -18,6 +18,27 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def pretrain_tiny(root: Path, run: Path, steps: int) -> Path:
+    """A 2-layer, 32-wide model pre-trained for `steps` on four 20 kB slices of tinyshakespeare (300 ids)."""
+    from genpt.config import PretrainConfig
+    from genpt.train.pretrain import pretrain
+
+    text = shared_data("tinyshakespeare", "input.txt").read_text()
+    corpus = root / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for i in range(4):
+        (corpus / f"p{i}.txt").write_text(text[i * 20_000 : (i + 1) * 20_000])
+    prepare([corpus], train_tokenizer([corpus], vocab_size=300), root / "shards", val_fraction=0.25, workers=1,
+            progress=False)
+    config = PretrainConfig()
+    for key, value in dict(n_layer=2, n_embd=32, n_head=2, n_ctx=64).items():
+        setattr(config.model, key, value)
+    config.train.batch_size, config.train.max_steps, config.train.warmup_steps = 4, steps, 2
+    config.data.shards = str(root / "shards")
+    pretrain(config, run, progress=False)
+    return run
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)

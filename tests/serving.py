@@ -9,13 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
-from conftest import shared_data
+from conftest import pretrain_tiny, shared_data
 
 from genpt.cli import main
-from genpt.config import PretrainConfig
-from genpt.data.corpus import prepare, train_tokenizer
 from genpt.serve import Limits, create_app, load_served
-from genpt.train.pretrain import pretrain
 
 FINETUNED = {  # name: (built-in task, training file under ../shared/data)
     "sst2": ("sst2", ("glue", "SST-2", "train.tsv")),
@@ -30,19 +27,7 @@ def tiny_runs(root: Path) -> dict[str, Path]:
     runs = {"lm": root / "lm", **{name: root / name for name in FINETUNED}}
     if all((run / "done").exists() for run in runs.values()):
         return runs
-    text = shared_data("tinyshakespeare", "input.txt").read_text()
-    corpus = root / "corpus"
-    corpus.mkdir(parents=True, exist_ok=True)
-    for i in range(4):
-        (corpus / f"p{i}.txt").write_text(text[i * 20_000 : (i + 1) * 20_000])
-    prepare([corpus], train_tokenizer([corpus], vocab_size=300), root / "shards", val_fraction=0.25, workers=1,
-            progress=False)
-    config = PretrainConfig()
-    for key, value in dict(n_layer=2, n_embd=32, n_head=2, n_ctx=64).items():
-        setattr(config.model, key, value)
-    config.train.batch_size, config.train.max_steps, config.train.warmup_steps = 4, 20, 2
-    config.data.shards = str(root / "shards")
-    pretrain(config, runs["lm"], progress=False)
+    pretrain_tiny(root, runs["lm"], steps=20)
     (runs["lm"] / "done").touch()
     for name, (task, parts) in FINETUNED.items():
         lines = shared_data(*parts).read_text(encoding="utf-8").splitlines(keepends=True)

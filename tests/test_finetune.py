@@ -4,35 +4,21 @@ import json
 
 import pytest
 import torch
-from conftest import shared_data
+from conftest import pretrain_tiny, shared_data
 
 from genpt import checkpoint as ckpt
 from genpt.cli import main
-from genpt.config import PretrainConfig
-from genpt.data.corpus import prepare, train_tokenizer
 from genpt.data.readers import read_examples
 from genpt.data.tasks import builtin_task
 from genpt.load import load_finetuned, load_lm
 from genpt.tokenizer import Tokenizer
-from genpt.train.pretrain import pretrain
 
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A tiny model pre-trained for a few steps: enough to exercise every path quickly."""
     root = tmp_path_factory.mktemp("pre")
-    text = shared_data("tinyshakespeare", "input.txt").read_text()
-    for i in range(4):
-        (root / f"p{i}.txt").write_text(text[i * 20_000 : (i + 1) * 20_000])
-    prepare([root], train_tokenizer([root], vocab_size=300), root / "shards", val_fraction=0.25, workers=1,
-            progress=False)
-    config = PretrainConfig()
-    for key, value in dict(n_layer=2, n_embd=32, n_head=2, n_ctx=64).items():
-        setattr(config.model, key, value)
-    config.train.batch_size, config.train.max_steps, config.train.warmup_steps = 4, 10, 2
-    config.data.shards = str(root / "shards")
-    pretrain(config, root / "run", progress=False)
-    return root / "run"
+    return pretrain_tiny(root, root / "run", steps=10)
 
 
 def head(path, n, tmp_path, name):

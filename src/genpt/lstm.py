@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genpt import kernels
 from genpt.config import ModelConfig
-from genpt.model import GPTOutput
+from genpt.model import GPTOutput, scored_logits
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h_n, c_n), each (1, B, hidden)
 
@@ -82,15 +81,7 @@ class LSTMLM(nn.Module):
     ) -> GPTOutput:
         """As `GPT.forward`: Hugging Face's label convention (`labels[t]` is the target of position t-1)."""
         h, state = self.hidden(input_ids, cache)
-        loss = logits = None
-        vocab = self.config.vocab_size
-        if labels is not None and not return_logits:
-            loss = kernels.lm_loss(h[:, :-1], self.lm_head.weight, labels[:, 1:], vocab)
-        elif labels is not None:
-            logits = self.logits(h[:, :-1])
-            loss = kernels.cross_entropy(logits, labels[:, 1:], vocab)
-        else:
-            logits = self.logits(h)
+        logits, loss = scored_logits(self, h, labels, return_logits)
         return GPTOutput(logits=logits, loss=loss, hidden_states=h if return_hidden else None,
                          cache=state if use_cache else None)
 

@@ -177,21 +177,25 @@ class GPT(nn.Module):
         (genpt.kernels.chunked_loss) and `logits` is None.
         """
         h, present = self.hidden(input_ids, cache)
-        loss = logits = None
-        vocab = self.config.vocab_size
-        if labels is not None and not return_logits:
-            loss = kernels.lm_loss(h[:, :-1], self.lm_head.weight, labels[:, 1:], vocab)
-        elif labels is not None:
-            logits = self.logits(h[:, :-1])
-            loss = kernels.cross_entropy(logits, labels[:, 1:], vocab)
-        else:
-            logits = self.logits(h)
+        logits, loss = scored_logits(self, h, labels, return_logits)
         return GPTOutput(
             logits=logits,
             loss=loss,
             hidden_states=h if return_hidden else None,
             cache=present if use_cache else None,
         )
+
+
+def scored_logits(lm: nn.Module, h: torch.Tensor, labels: torch.Tensor | None,
+                  return_logits: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A language model's (logits, loss) from its final states `h`: the forward pass of GPT and the LSTM."""
+    vocab = lm.config.vocab_size
+    if labels is None:
+        return lm.logits(h), None
+    if not return_logits:
+        return None, kernels.lm_loss(h[:, :-1], lm.lm_head.weight, labels[:, 1:], vocab)
+    logits = lm.logits(h[:, :-1])
+    return logits, kernels.cross_entropy(logits, labels[:, 1:], vocab)
 
 
 class TaskHead(nn.Module):
