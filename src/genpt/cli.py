@@ -254,6 +254,13 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    from genpt.study.run import run_study
+
+    path = run_study(args.recipe, args.output, seeds=args.seeds, data_root=args.data)
+    print(f"report written to {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genpt", description="Generative pre-training and discriminative fine-tuning (GPT-1)."
@@ -403,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", action="append", default=[], metavar="TASK=FILE",
                    help="a task's dev file: its classifiers' confusion matrices are drawn (repeatable)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("study", help="the paper's ablations, transfer and zero-shot curves as one resumable job")
+    p.add_argument("--recipe", required=True, help="a shipped recipe (tiny, cpu, gpu) or a .toml file")
+    p.add_argument("--output", "-o", required=True, help="study folder: one sub-folder a stage, then report.md")
+    p.add_argument("--data", default=".", help="folder the recipe's relative paths start from (the shared data)")
+    p.add_argument("--seeds", type=int, help="fine-tuning seeds per setting (default: the recipe's)")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="the whole method on a public-domain corpus, on the CPU, in minutes")
     p.add_argument("--corpus", help="your own text (files, folders, globs) instead of Shakespeare")

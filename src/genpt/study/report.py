@@ -155,8 +155,10 @@ def _order(names: Sequence[str]) -> list[str]:
 
 
 def write_report(runs: Sequence[str | Path], output: str | Path,
-                 dev_files: Mapping[str, str | Path] | None = None) -> Path:
-    """Draw every figure the given runs allow into `output` and write `output/report.md` embedding them."""
+                 dev_files: Mapping[str, str | Path] | None = None, *, own_folder: bool = False) -> Path:
+    """Draw every figure the given runs allow into `output` and write `output/report.md` embedding them.
+
+    `own_folder`: the caller made `output` and checked it is its own (a study folder holds its runs too)."""
     output = Path(output)
     read = [read_run(path) for path in runs]
     pre = [r for r in read if isinstance(r, PretrainRun)]
@@ -167,7 +169,8 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
                 r.name = f"{r.path.parent.name}/{r.path.name}"
                 if isinstance(r, PretrainRun):
                     r.curve.name = r.name
-    _output_folder(output)
+    if not own_folder:
+        _output_folder(output)
     shown: list[figures.Figure] = []
     if pre:
         shown.append(figures.loss_curves([r.curve for r in pre], output / "pretraining_loss.png"))

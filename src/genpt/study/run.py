@@ -1,0 +1,246 @@
+"""`genpt study`: the paper's analyses (Table 5, Figure 2) as one resumable job described by a recipe.
+
+A recipe (TOML) names the pre-training data and settings, the LSTM pre-training for Table 5's fourth row,
+the tasks, the settings compared and the seeds. Each stage runs into its own folder under the output
+and is finished when its result file (`study_stage.json`, or `meta.json` for the shards) exists: a
+second invocation reuses finished stages, and an interrupted one resumes through pretrain's and
+finetune's `resume`. Relative paths in the recipe are resolved against `data_root`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genpt import io
+from genpt.config import FinetuneConfig, PretrainConfig, from_dict
+from genpt.data.corpus import prepare, train_tokenizer
+from genpt.data.readers import read_examples
+from genpt.data.tasks import builtin_task
+from genpt.errors import GenptError
+from genpt.study import zeroshot as zs
+from genpt.study.report import write_report
+from genpt.train.finetune import finetune
+from genpt.train.pretrain import pretrain
+
+log = logging.getLogger("genpt")
+
+RECIPES = Path(__file__).parent / "recipes"  # `--recipe NAME` means recipes/NAME.toml (tiny, cpu, gpu)
+DONE = "study_stage.json"  # a finished stage's result
+RECIPE_COPY = "recipe.toml"  # marks a study folder, so a second invocation may write into it
+SETTINGS = {"full": {}, "no_aux_lm": {"lm_coef": 0.0}, "scratch": {"scratch": True}, "lstm": {}}
+
+
+@dataclass
+class Task:
+    name: str
+    train: Path
+    dev: Path
+    train_size: int = 0  # the first N training examples (0: all)
+    dev_size: int = 0
+    zeroshot: bool = False  # draw its zero-shot curve over the pre-training checkpoints (sst2, cola, ...)
+
+
+@dataclass
+class Recipe:
+    path: Path
+    pretrain: dict[str, Any]
+    lstm: dict[str, Any] | None
+    finetune: dict[str, Any]
+    tasks: list[Task]
+    settings: list[str]
+    transfer_layers: list[int]
+    seeds: int
+    text: str = field(repr=False, default="")
+
+
+def recipe_path(name: str | Path) -> Path:
+    """A recipe file, or the name of one shipped in `study/recipes/`."""
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise GenptError(f"--recipe {name}: no such file")
+        return path
+    shipped = RECIPES / f"{name}.toml"
+    if not shipped.is_file():
+        known = ", ".join(sorted(p.stem for p in RECIPES.glob("*.toml")))
+        raise GenptError(f"--recipe {name}: no such recipe; shipped: {known}, or give a .toml file")
+    return shipped
+
+
+def load_recipe(name: str | Path, data_root: str | Path = ".") -> Recipe:
+    path = recipe_path(name)
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise GenptError(f"{path}: not valid TOML ({e})") from None
+    known = {"seeds", "pretrain", "lstm", "finetune", "tasks", "settings", "transfer_layers"}
+    if extra := sorted(set(data) - known):
+        raise GenptError(f"{path}: unknown key(s) {extra}; a recipe has {sorted(known)}")
+    root = Path(data_root)
+
+    def where(p: str) -> Path:
+        return root / p
+
+    tasks = []
+    for n, t in enumerate(data.get("tasks", []), 1):
+        if not {"name", "train", "dev"} <= set(t):
+            raise GenptError(f"{path}: [[tasks]] number {n} needs name, train and dev")
+        tasks.append(Task(t["name"], where(t["train"]), where(t["dev"]), t.get("train_size", 0), t.get("dev_size", 0),
+                          t.get("zeroshot", False)))
+    if not tasks:
+        raise GenptError(f"{path}: no [[tasks]]; a study fine-tunes at least one task")
+    settings = data.get("settings", ["full", "no_aux_lm", "scratch", "lstm"])
+    if bad := [s for s in settings if s not in SETTINGS]:
+        raise GenptError(f"{path}: unknown setting(s) {bad}; known: {', '.join(SETTINGS)}")
+    pre = dict(data.get("pretrain", {}))
+    for key in ("shards", "init"):
+        if key in pre:
+            pre[key] = [str(where(p)) for p in pre[key]] if isinstance(pre[key], list) else str(where(pre[key]))
+    if "corpus" in pre:
+        pre["corpus"] = [str(where(p)) for p in pre["corpus"]]
+    if not {"shards", "corpus", "init"} & set(pre):
+        raise GenptError(f"{path}: [pretrain] needs shards, corpus (with vocab_size) or init = [existing runs]")
+    lstm = data.get("lstm")
+    if "lstm" in settings and lstm is None and "init" not in pre:
+        raise GenptError(f"{path}: the lstm setting needs an [lstm] table (its model settings)")
+    return Recipe(path, pre, lstm, data.get("finetune", {}), tasks, settings, data.get("transfer_layers", []),
+                  data.get("seeds", 3), text)
+
+
+def _finished(folder: Path) -> dict | None:
+    return io.read_json(folder / DONE) if (folder / DONE).is_file() else None
+
+
+def _finish(folder: Path, result: dict) -> None:
+    io.write_json(folder / DONE, result)
+
+
+def _shards(recipe: Recipe, out: Path) -> Path:
+    """The recipe's shards, or the ones this study prepares from its corpus (out/shards)."""
+    pre = recipe.pretrain
+    if "shards" in pre:
+        return Path(pre["shards"])
+    folder = out / "shards"
+    if (folder / "meta.json").is_file():
+        log.info("reusing %s", folder)
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)  # an interrupted preparation: shards are cheap to redo
+    strip = pre.get("strip_gutenberg", False)
+    tokenizer = train_tokenizer(pre["corpus"], pre.get("vocab_size", 16384), strip_gutenberg=strip)
+    prepare(pre["corpus"], tokenizer, folder, val_fraction=pre.get("val_fraction", 0.01), workers=1,
+            strip_gutenberg=strip, progress=False)
+    return folder
+
+
+def _pretrain_stage(folder: Path, settings: dict[str, Any], shards: Path) -> Path:
+    if _finished(folder) is not None:
+        log.info("reusing %s", folder)
+        return folder
+    config = from_dict(PretrainConfig, {**settings, "data": {**settings.get("data", {}), "shards": str(shards)}})
+    log.info("pre-training into %s", folder)
+    result = pretrain(config, folder, resume=True, progress=False)
+    _finish(folder, {"step": result.step, "tokens": result.tokens_seen, **result.last_eval})
+    return folder
+
+
+def _arch(run: Path) -> str:
+    return io.read_json(run / "config.json", "expected a pre-training run")["model"].get("arch", "transformer")
+
+
+def pretrained_runs(recipe: Recipe, out: Path) -> dict[str, Path]:
+    """The Transformer run (`transformer`) and, for the LSTM row, the LSTM run (`lstm`)."""
+    pre = recipe.pretrain
+    if "init" in pre:
+        runs = {_arch(Path(p)): Path(p) for p in ([pre["init"]] if isinstance(pre["init"], str) else pre["init"])}
+        if "transformer" not in runs or ("lstm" in recipe.settings and "lstm" not in runs):
+            raise GenptError(f"{recipe.path}: [pretrain] init needs a Transformer run"
+                             + (" and an LSTM run (the lstm setting)" if "lstm" in recipe.settings else ""))
+        return runs
+    shards = _shards(recipe, out)
+    base = {k: pre[k] for k in ("model", "train") if k in pre}
+    runs = {"transformer": _pretrain_stage(out / "pretrain", base, shards)}
+    if "lstm" in recipe.settings:
+        lstm = {k: {**base.get(k, {}), **recipe.lstm.get(k, {})} for k in ("model", "train")}
+        lstm["model"]["arch"] = "lstm"
+        runs["lstm"] = _pretrain_stage(out / "pretrain-lstm", lstm, shards)
+    return runs
+
+
+def _finetune_stage(init: Path, task: Task, folder: Path, cfg: FinetuneConfig) -> Path:
+    if _finished(folder) is not None:
+        log.info("reusing %s", folder)
+        return folder
+    spec = builtin_task(task.name)
+    train = read_examples(spec, task.train)
+    dev = read_examples(spec, task.dev)
+    train, dev = train[: task.train_size or None], dev[: task.dev_size or None]
+    log.info("fine-tuning %s into %s", task.name, folder)
+    result = finetune(init, spec, task.train, task.dev, folder, cfg, train_examples=train, dev_examples=dev,
+                      resume=True, progress=False)
+    _finish(folder, {"epochs": result.epochs, "best_epoch": result.best_epoch, "best": result.best})
+    return folder
+
+
+def _jobs(recipe: Recipe, seeds: int) -> list[tuple[str, str, dict[str, Any], int]]:
+    """(folder name, init run key, fine-tuning settings, seed) of every fine-tuning run."""
+    variants = [(s, "lstm" if s == "lstm" else "transformer", SETTINGS[s]) for s in recipe.settings]
+    variants += [(f"transfer{k}", "transformer", {"transfer_layers": k}) for k in recipe.transfer_layers]
+    return [(f"{name}-seed{seed}", init, values, seed) for name, init, values in variants
+            for seed in range(1, seeds + 1)]
+
+
+def _check_output(out: Path) -> None:
+    """A new or empty folder, or an earlier study's: nothing else of the user's is written over."""
+    if out.exists() and any(out.iterdir()) and not (out / RECIPE_COPY).is_file():
+        raise GenptError(f"{out}: exists and holds files but no {RECIPE_COPY} (not a study folder); "
+                         "choose a new --output")
+
+
+def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None = None,
+              data_root: str | Path = ".") -> Path:
+    """Run (or finish) the study the recipe describes in `output`; returns the path of its report.md."""
+    recipe = load_recipe(recipe_name, data_root)
+    out = Path(output)
+    _check_output(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / RECIPE_COPY).is_file() and (out / RECIPE_COPY).read_text() != recipe.text:
+        raise GenptError(f"{out}: holds a study of another recipe ({out / RECIPE_COPY}); choose a new --output")
+    io.write_text(out / RECIPE_COPY, recipe.text)
+    seeds = seeds or recipe.seeds
+    runs = pretrained_runs(recipe, out)
+    finetuned: list[Path] = []
+    full: dict[str, list[float]] = {}
+    for task in recipe.tasks:
+        for name, init, values, seed in _jobs(recipe, seeds):
+            cfg = from_dict(FinetuneConfig, {**recipe.finetune, **values, "seed": seed}, "finetune.")
+            folder = _finetune_stage(runs[init], task, out / task.name / name, cfg)
+            finetuned.append(folder)
+            if name.startswith("full-"):
+                epochs = _finished(folder)["epochs"]
+                full.setdefault(task.name, []).append(epochs[-1][builtin_task(task.name).metrics[0]])
+    for run in runs.values():
+        _zeroshot_stage(run, [t for t in recipe.tasks if t.zeroshot], full)
+    dev_files = {t.name: t.dev for t in recipe.tasks}
+    return write_report([*runs.values(), *finetuned], out, dev_files, own_folder=True)
+
+
+def _zeroshot_stage(run: Path, tasks: Sequence[Task], full: dict[str, list[float]]) -> None:
+    """Figure 2 (right): each task's zero-shot score over the run's checkpoints, normalised by the full model's."""
+    curve = run / zs.CURVE_FILE
+    if not tasks or curve.is_file():
+        return
+    specs = [zs.ZeroShotData(t.name, t.dev, t.train if t.name == "cola" else None,
+                             sum(full[t.name]) / len(full[t.name]) if full.get(t.name) else None, t.dev_size)
+             for t in tasks]
+    log.info("zero-shot curves into %s", curve)
+    zs.write_curve(run, zs.zeroshot_curve(run, specs))
+
+
+__all__ = ["RECIPES", "Recipe", "load_recipe", "recipe_path", "run_study"]
