@@ -1,5 +1,7 @@
-"""Shared fixtures: where the shared data sets live, and a skip when they are absent."""
+"""Shared fixtures: where the shared data sets live, and a skip when they are absent; genpt's log on stderr."""
 
+import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,24 @@ def shards(tmp_path_factory):
     out = root / "shards"
     prepare([root], train_tokenizer([root], vocab_size=400), out, val_fraction=0.2, workers=1, progress=False)
     return out
+
+
+class _CurrentStderr(logging.Handler):
+    """Writes to whatever sys.stderr is when a record comes (capsys's stream during a test)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+
+
+@pytest.fixture
+def stderr_logging(capsys):
+    """genpt's log lines on the captured stderr, as `main` sends them outside pytest, so that a test
+    counting stderr lines counts them too (under pytest the root logger already has handlers, so main's
+    basicConfig does nothing)."""
+    logger = logging.getLogger("genpt")
+    handler, level = _CurrentStderr(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield
+    logger.removeHandler(handler)
+    logger.setLevel(level)

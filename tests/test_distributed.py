@@ -4,6 +4,7 @@ and a job that stops, with its checkpoints intact, when one of its processes die
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -174,8 +175,8 @@ def start():
     """Start `genpt` in the background; whatever is still running at the end of the test is killed."""
     started = []
 
-    def start(nproc: int, *args: str) -> subprocess.Popen:
-        started.append(subprocess.Popen(command(nproc, *args), env=ENV, stdout=subprocess.PIPE,
+    def start(nproc: int, *args: str, cmd: list[str] | None = None) -> subprocess.Popen:
+        started.append(subprocess.Popen(cmd or command(nproc, *args), env=ENV, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True))
         return started[-1]
 
@@ -285,3 +286,74 @@ def test_a_rank_that_hangs_trips_the_collective_timeout(shards, reference, tmp_p
     message = [line for line in stderr.splitlines() if line.startswith("genpt: error: rank 0 of 2")]
     assert message and "collective_timeout=8 s" in message[0] and "--resume" in message[0], stderr[-3000:]
     assert_last_checkpoint_intact(run, reference)
+
+
+# Several machines, on loopback: one torchrun per "node", meeting at a c10d rendezvous on 127.0.0.1.
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node(port: int, *args: str, nnodes: int = 2, nproc: int = 1, launcher: tuple[str, ...] = ()) -> list[str]:
+    """The command one node of a multi-node job runs (as in docs/distributed.md)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc_per_node", str(nproc),
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "loopback",
+            *launcher, "-m", "genpt", *args]
+
+
+def listening(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
+    """Wait until the first node hosts the rendezvous, so that it, not the second, owns the store."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"nothing listens on {port} after {seconds} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_give_the_loss_curve_of_one(shards, reference, tmp_path, start):
+    run, port = tmp_path / "run", free_port()
+    first = start(0, cmd=node(port, *pretrain_args(shards, run)))
+    listening(port, first)
+    second = start(0, cmd=node(port, *pretrain_args(shards, run)))
+    for proc in (first, second):
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+    assert_same_curve(run, reference)
+    assert_same_weights(run / "checkpoints" / f"step_{STEPS:08d}", reference / "checkpoints" / f"step_{STEPS:08d}")
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_run_stops_the_other_with_a_clear_message(shards, reference, tmp_path, start):
+    run, port = tmp_path / "run", free_port()
+    args = (*pretrain_args(shards, run, 10**6), "--set", "train.collective_timeout=60")
+    survivor = start(0, cmd=node(port, *args))
+    listening(port, survivor)
+    lost = start(0, cmd=node(port, *args))
+    wait_for(run / "checkpoints" / "step_00000020", survivor)
+    kill_job(lost)  # the whole machine gone: its torchrun and its worker at once
+    _, stderr = survivor.communicate(timeout=120)
+    assert survivor.returncode != 0
+    message = [line for line in stderr.splitlines() if line.startswith("genpt: error: rank ")]
+    assert message and "lost contact" in message[0] and "--resume" in message[0], stderr[-3000:]
+    assert_last_checkpoint_intact(run, reference)
+
+
+@pytest.mark.slow
+def test_max_restarts_restarts_a_failed_group_which_continues_from_its_last_checkpoint(shards, reference, tmp_path,
+                                                                                        start):
+    run = tmp_path / "run"
+    proc = start(0, cmd=node(free_port(), *pretrain_args(shards, run), nnodes=1, nproc=2,
+                             launcher=("--max-restarts", "1")))
+    wait_for(run / "checkpoints" / "step_00000020", proc)
+    os.kill(workers(proc)[1], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "resumed from" in stderr  # the new group continued the run, on its own
+    assert_same_curve(run, reference)
+    assert_same_weights(run / "checkpoints" / f"step_{STEPS:08d}", reference / "checkpoints" / f"step_{STEPS:08d}")

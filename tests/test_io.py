@@ -57,12 +57,13 @@ def test_a_completed_folder_replaces_the_old_one_whole(tmp_path):
 
 def test_leftovers_of_a_killed_write_are_removed_and_nothing_else(tmp_path):
     target = tmp_path / "best"
+    target.mkdir()
     (tmp_path / ".best.0123456789ab.tmp").mkdir()  # a folder write killed midway
-    (tmp_path / ".best.0123456789ab.old").mkdir()  # a swap killed midway
+    (tmp_path / ".best.0123456789ab.old").mkdir()  # a swap killed after the new one took its place
     (tmp_path / ".notes.txt.0123456789ab.tmp").write_text("x")  # another file's
     (tmp_path / ".best.keep").write_text("x")
     io.remove_leftovers(target)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.keep", ".notes.txt.0123456789ab.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.keep", ".notes.txt.0123456789ab.tmp", "best"]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -3,8 +3,10 @@
 A checkpoint is a folder `checkpoints/step_00001000/` (or a run's `best/`, or a converted model) holding
 `model.safetensors` (no tied LM head), `config.json` (the model's shape, the tokenizer's identity and, for
 a fine-tuned model, its task and head), `state.json` (step, tokens seen, RNG states), `optimizer.pt` and
-`tokenizer.json`. It is written under a temporary name, every file flushed, and renamed when complete, so
-a run killed mid-write never leaves a folder that `latest_checkpoint` would pick up.
+`tokenizer.json`, and `manifest.json`, written last, with each file's size and SHA-256. It is written under
+a temporary name, every file flushed, and renamed when complete, so a run killed mid-write never leaves a
+folder that `latest_checkpoint` would pick up; the manifest catches what goes wrong after (a torn write, a
+bad sector), and `--resume` then takes the newest intact checkpoint.
 
 Under FSDP the model and optimizer are sharded over the ranks; `full_state` gathers them into this
 single-process format and `load_optimizer` scatters it back, so any world size can resume any checkpoint.
@@ -13,6 +15,9 @@ single-process format and `load_optimizer` scatters it back, so any world size c
 from __future__ import annotations
 
 import base64
+import errno
+import hashlib
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -30,11 +35,15 @@ from genpt.data.tasks import TaskSpec
 from genpt.errors import GenptError
 from genpt.lstm import LSTMLM
 from genpt.model import GPT, GPTForTask
+from genpt.pickles import load_tensors
+
+log = logging.getLogger("genpt")
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"  # fine-tuning keeps the checkpoint of the best epoch here
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+MANIFEST = "manifest.json"  # each file's size and SHA-256, written last
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 TIED = "lm_head.weight"  # tied to tokens_embed.weight: stored once, under that name
 
@@ -121,6 +130,62 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def latest_intact(run_dir: Path, report: bool = True) -> Path | None:
+    """The newest checkpoint whose files match their manifest; each damaged newer one is reported by name
+    (where `report`: a stage checks before the loop looks again).
+
+    None when there is no checkpoint; a GenptError when there are some and none is intact.
+    """
+    damaged = []
+    for checkpoint in reversed(checkpoint_dirs(run_dir)):
+        try:
+            verify(checkpoint)
+            read_state(checkpoint)
+        except GenptError as e:
+            damaged.append(str(e))
+            continue
+        for reason in damaged if report else ():
+            log.warning("%s; skipped, resuming from %s, the newest intact checkpoint", reason, checkpoint)
+        return checkpoint
+    if damaged:
+        raise GenptError(f"{run_dir}: no intact checkpoint to resume from; the newest: {damaged[0]}")
+    return None
+
+
+def verify(checkpoint: Path, names: tuple[str, ...] | None = None) -> None:
+    """Check the files of `checkpoint` (or only `names`) against its manifest: a damaged one is named.
+
+    Checkpoints written before manifests existed have none and are taken as they are.
+    """
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / MANIFEST).exists():
+        return
+    manifest = io.read_json(checkpoint / MANIFEST)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise GenptError(f"{checkpoint / MANIFEST}: damaged (no \"files\" table); the checkpoint cannot be verified")
+    for name in names if names is not None else files:
+        if name not in files:
+            continue
+        expected, target = files[name], checkpoint / name
+        if not target.is_file():
+            raise GenptError(f"{target}: missing; the checkpoint is damaged")
+        size = target.stat().st_size
+        if size != expected.get("bytes"):
+            raise GenptError(f"{target}: {size} bytes, its manifest says {expected.get('bytes')}; the checkpoint is "
+                             "damaged (truncated or overwritten)")
+        if _sha256(target) != expected.get("sha256"):
+            raise GenptError(f"{target}: contents differ from its manifest (SHA-256); the checkpoint is damaged")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder, or a run folder: its best checkpoint if it keeps one, else its newest."""
     path = Path(path)
@@ -156,8 +221,7 @@ def save_checkpoint(
     """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
-    for stale in [*root.glob(".step_*.tmp"), *root.glob(".step_*.old")]:  # left by a run killed while writing
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_leftovers(run_dir)
     final = root / f"step_{step:08d}"
     write_checkpoint(final, model, optimizer, {"step": step, **state}, config=config, tokenizer_json=tokenizer_json)
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
@@ -174,17 +238,46 @@ def write_checkpoint(
     config: dict[str, Any],
     tokenizer_json: Path | None = None,
 ) -> None:
-    """Write one checkpoint folder whole or not at all; the same checkpoint saved again is swapped whole."""
+    """Write one checkpoint folder whole or not at all, its manifest last; the same checkpoint saved again is
+    swapped whole. On a full disk the previous checkpoints stay and the error says so."""
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if not _tied(k)}
     io.remove_leftovers(final)  # of a process killed while writing it (best/, say)
-    with io.atomic_dir(final) as tmp:
-        save_file(weights, tmp / WEIGHTS, metadata={"format": "pt", "step": str(state.get("step"))})
-        io.write_json(tmp / CONFIG, config)
-        io.write_json(tmp / "state.json", {**state, "rng": _rng_state()})
-        if tokenizer_json is not None:
-            shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
-        if optimizer is not None:
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    try:
+        with io.atomic_dir(final) as tmp:
+            save_file(weights, tmp / WEIGHTS, metadata={"format": "pt", "step": str(state.get("step"))})
+            io.write_json(tmp / CONFIG, config)
+            io.write_json(tmp / "state.json", {**state, "rng": _rng_state()})
+            if tokenizer_json is not None:
+                shutil.copyfile(tokenizer_json, tmp / "tokenizer.json")
+            if optimizer is not None:
+                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+            io.write_json(tmp / MANIFEST, {"files": files})
+    except (OSError, RuntimeError, SafetensorError) as e:
+        if _disk_full(e, final.parent):
+            raise GenptError(f"{final}: disk full while writing this checkpoint; the previous checkpoints are "
+                             "kept; free some space and continue with --resume") from None
+        raise
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """What writers of `run_dir`'s checkpoints killed midway left (see io.remove_leftovers: a checkpoint
+    moved aside and not yet replaced is put back). Only while holding the run folder's lock."""
+    run_dir = Path(run_dir)
+    names = {p.name.split(".")[1] for p in (run_dir / CHECKPOINTS).glob(".step_*.*")}
+    for name in sorted(names):
+        io.remove_leftovers(run_dir / CHECKPOINTS / name)
+    io.remove_leftovers(run_dir / BEST)
+
+
+def _disk_full(e: BaseException, folder: Path) -> bool:
+    """ENOSPC, or what torch.save says instead ("enforce fail at inline_container.cc") when the disk is full."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def _tied(key: str) -> bool:
@@ -211,12 +304,18 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def read_state(checkpoint: Path) -> dict[str, Any]:
-    return io.read_json(Path(checkpoint) / "state.json", "not a complete genpt checkpoint")
+    path = Path(checkpoint) / "state.json"
+    verify(checkpoint, (path.name,))
+    state = io.read_json(path, "not a complete genpt checkpoint")
+    if not isinstance(state, dict) or not {"step", "rng"} <= state.keys():
+        raise GenptError(f"{path}: not a genpt checkpoint state (expected step and rng)")
+    return state
 
 
 def load_weights(model: nn.Module, checkpoint: Path) -> None:
     """Load `model.safetensors` into `model`, naming the file and tensor when shapes disagree."""
     path = Path(checkpoint) / WEIGHTS
+    verify(checkpoint, (WEIGHTS,))
     try:
         weights = load_file(path)
     except FileNotFoundError:
@@ -231,14 +330,46 @@ def load_weights(model: nn.Module, checkpoint: Path) -> None:
     for k, v in weights.items():
         if v.shape != expected[k].shape:
             raise GenptError(f"{path}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+    check_finite(weights, path)
     model.load_state_dict(weights, strict=False)
+
+
+def check_finite(weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Weights holding NaN or inf give NaN losses and scores: refuse them by file and tensor."""
+    for k, v in weights.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise GenptError(f"{path}: tensor {k} holds NaN or infinite values; the weights are unusable "
+                             "(resume from an earlier checkpoint)")
+
+
+def check_resumable(checkpoint: Path, model_settings: dict[str, Any]) -> None:
+    """Read and check everything `--resume` will load, before the run folder is touched."""
+    checkpoint = Path(checkpoint)
+    verify(checkpoint)
+    saved = read_info(checkpoint).model
+    changed = sorted(k for k in model_settings if hasattr(saved, k) and getattr(saved, k) != model_settings[k])
+    if changed:
+        raise GenptError(f"{checkpoint}: was trained with " + ", ".join(f"model.{k}={getattr(saved, k)!r}"
+                                                                        for k in changed)
+                         + "; a resumed run keeps its model's shape (drop the --set, or start a new run)")
+    read_state(checkpoint)
+    path = checkpoint / WEIGHTS
+    try:
+        check_finite(load_file(path), path)
+    except FileNotFoundError:
+        raise GenptError(f"{path}: missing; not a complete genpt checkpoint") from None
+    except (SafetensorError, OSError) as e:
+        raise GenptError(f"{path}: not a readable safetensors file ({e})") from None
+    if (checkpoint / "optimizer.pt").exists():
+        load_tensors(checkpoint / "optimizer.pt")
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Path, model: nn.Module | None = None) -> None:
     """Load `optimizer.pt` into an optimizer over a plain or DDP model, or over `model` sharded with FSDP."""
     path = Path(checkpoint) / "optimizer.pt"
+    verify(checkpoint, (path.name,))
     try:
-        numbered = torch.load(path, map_location="cpu", weights_only=True)
+        numbered = load_tensors(path)
     except FileNotFoundError:
         raise GenptError(f"{path}: missing; cannot resume the optimizer") from None
     if model is not None and is_sharded(model):
@@ -317,6 +448,7 @@ def _named(numbered: dict[str, Any], model: nn.Module, optimizer: torch.optim.Op
     return {"state": state, "param_groups": groups}
 
 
-__all__ = ["BEST", "CHECKPOINTS", "CONFIG", "CheckpointInfo", "Head", "TokenizerInfo", "WEIGHTS", "build_model",
-           "checkpoint_dirs", "full_state", "is_sharded", "latest_checkpoint", "load_optimizer", "load_weights",
-           "read_info", "read_state", "resolve_checkpoint", "restore_rng", "save_checkpoint", "write_checkpoint"]
+__all__ = ["BEST", "CHECKPOINTS", "CONFIG", "MANIFEST", "CheckpointInfo", "Head", "TokenizerInfo", "WEIGHTS",
+           "build_model", "check_finite", "check_resumable", "checkpoint_dirs", "full_state", "is_sharded",
+           "latest_checkpoint", "latest_intact", "load_optimizer", "load_weights", "read_info", "read_state",
+           "remove_leftovers", "resolve_checkpoint", "restore_rng", "save_checkpoint", "verify", "write_checkpoint"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -10,15 +11,19 @@ import sys
 
 from genpt.config import STRATEGIES
 from genpt.data.tasks import TYPES
-from genpt.errors import GenptError
+from genpt.errors import GenptError, Interrupted
 from genpt.gpt1_tokenizer import PIPELINES
 
 log = logging.getLogger("genpt")
+_USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def cmd_tokenizer_train(args: argparse.Namespace) -> None:
     from genpt.data.corpus import train_tokenizer
+    from genpt.data.documents import expand_inputs
+    from genpt.outputs import check_output_file
 
+    check_output_file(args.output, expand_inputs(args.inputs))
     tokenizer = train_tokenizer(args.inputs, args.vocab_size, strip_gutenberg=args.strip_gutenberg)
     tokenizer.save(args.output)
     print(f"tokenizer with {tokenizer.vocab_size} ids written to {args.output}")
@@ -40,9 +45,10 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from genpt.train.distributed import is_main_process
+    from genpt.train.distributed import is_main_process, restarted
     from genpt.train.pretrain import pretrain, run_config
 
+    args.resume = args.resume or restarted()  # torchrun --max-restarts: a new group continues the run
     overrides = list(args.set)
     for flag, key in ((args.shards, "data.shards"), (args.max_steps, "train.max_steps"),
                       (args.max_minutes, "train.max_minutes"), (args.strategy, "train.strategy")):
@@ -59,9 +65,11 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     import torch
 
-    from genpt.generate import generate
+    from genpt.generate import check_sampling, generate
     from genpt.load import load_model
 
+    check_sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                   top_p=args.top_p, rows=len(args.prompt or [""]) * args.num_samples)
     loaded = load_model(args.run)
     model, tokenizer = loaded.lm, loaded.tokenizer
     prompts = [tokenizer.encode(text) or [tokenizer.eot_id] for text in args.prompt or [""]]
@@ -147,9 +155,10 @@ def add_task_flags(p: argparse.ArgumentParser, required: bool) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     from genpt.config import load_finetune_config
-    from genpt.train.distributed import is_main_process
+    from genpt.train.distributed import is_main_process, restarted
     from genpt.train.finetune import finetune
 
+    args.resume = args.resume or restarted()  # torchrun --max-restarts: a new group continues the run
     flags = {"lm_coef": args.lm_coef, "scratch": args.scratch or None, "transfer_layers": args.transfer_layers,
              "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
              "strategy": args.strategy}
@@ -173,7 +182,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     finetuned = load_finetuned(args.run)
     task = finetuned.task if args.task is None and not args.type else task_from_args(args)
-    check_task_fits(task, finetuned.task)
+    task = check_task_fits(task, finetuned.task, finetuned.info.head.n_out)
     examples = read_examples(task, args.data)
     result = predict(finetuned, examples)
     values = score(task, result.predicted, examples)
@@ -186,8 +195,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from genpt.data.readers import read_examples
     from genpt.load import load_finetuned
+    from genpt.outputs import check_output_file
     from genpt.predict import predict, write_predictions
 
+    check_output_file(args.output, [args.input])
     finetuned = load_finetuned(args.run)
     examples = read_examples(finetuned.task, args.input, require_labels=False)
     result = predict(finetuned, examples)
@@ -436,10 +447,20 @@ def main(argv: list[str] | None = None) -> int:
     except GenptError as e:
         print(f"genpt: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"genpt: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("genpt: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`genpt score ... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 141
+    except OSError as e:
+        if e.errno not in _USER_ERRNOS:
+            raise
+        # A full disk or a permission missing anywhere: the user's to fix, so one line, as for a bad input.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"genpt: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import tomllib
 import types
 import typing
@@ -56,12 +58,25 @@ class ModelConfig:
     def padded_vocab_size(self) -> int:
         return -(-self.vocab_size // self.pad_vocab_multiple) * self.pad_vocab_multiple
 
+    def num_parameters(self) -> int:
+        """Parameters of a model of this shape (embeddings, blocks, final norm), before building it."""
+        block = 4 * self.n_embd * self.n_embd + 2 * self.n_embd * self.inner_dim + 9 * self.n_embd + self.inner_dim
+        return (self.padded_vocab_size + self.n_ctx) * self.n_embd + self.n_layer * block
+
     def validate(self) -> None:
-        _positive(self, "vocab_size", "n_ctx", "n_embd", "n_layer", "n_head", "pad_vocab_multiple")
+        _finite(self)
+        _positive(self, "vocab_size", "n_ctx", "n_embd", "n_layer", "n_head", "pad_vocab_multiple",
+                  "layer_norm_epsilon")
         if self.arch not in ARCHITECTURES:
             raise GenptError(f"model.arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
         if self.lstm_hidden < 0:
             raise GenptError(f"model.lstm_hidden must not be negative, got {self.lstm_hidden}")
+        if self.n_inner < 0:
+            raise GenptError(f"model.n_inner must be 0 (4 x n_embd) or positive, got {self.n_inner}")
+        if self.initializer_range < 0:
+            raise GenptError(f"model.initializer_range must not be negative, got {self.initializer_range}")
+        if self.arch == "transformer":
+            _fits_in_memory(self)
         if self.arch == "transformer" and self.n_embd % self.n_head:
             raise GenptError(
                 f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})"
@@ -137,6 +152,7 @@ class TrainConfig(StepSettings):
     eval_interval: int = 200
     eval_batches: int = 20
     checkpoint_interval: int = 500
+    checkpoint_minutes: float = 10.0  # also save when this long has passed since the last save; 0: steps only
     keep_checkpoints: int = 3
 
     @property
@@ -148,7 +164,8 @@ class TrainConfig(StepSettings):
         return self.batch_size // self.micro_batch
 
     def validate(self) -> None:
-        _positive(self, "batch_size", "lr", "max_steps", "log_interval", "eval_interval",
+        _finite(self)
+        _positive(self, "batch_size", "lr", "max_steps", "log_interval", "eval_interval", "eps",
                   "eval_batches", "checkpoint_interval", "keep_checkpoints")
         self._validate_step("train.", self.batch_size)
         if self.lr_schedule not in LR_SCHEDULES:
@@ -170,9 +187,13 @@ class TrainConfig(StepSettings):
             raise GenptError("train.kernels and train.float8 swap whole layers: use train.strategy=ddp, not fsdp")
         if not 0.0 <= self.muon_momentum < 1.0:
             raise GenptError(f"train.muon_momentum must be in [0, 1), got {self.muon_momentum}")
-        for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr", "muon_lr"):
+        for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr", "muon_lr", "seed",
+                     "micro_batch_size", "checkpoint_minutes"):
             if getattr(self, name) < 0:
                 raise GenptError(f"train.{name} must not be negative, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise GenptError(f"train.{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass
@@ -215,8 +236,12 @@ class FinetuneConfig(StepSettings):
     eval_batch_size: int = 64
 
     def validate(self) -> None:
+        _finite(self)
         _positive(self, "lr", "batch_size", "epochs", "eval_batch_size")
         self._validate_step("finetune.", self.batch_size)
+        for name in ("weight_decay", "grad_clip", "seed", "max_len", "micro_batch_size"):
+            if getattr(self, name) < 0:
+                raise GenptError(f"finetune.{name} must not be negative, got {getattr(self, name)}")
         if not 0 <= self.warmup_fraction < 1:
             raise GenptError(f"finetune.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.lm_coef < 0:
@@ -227,6 +252,29 @@ class FinetuneConfig(StepSettings):
     def step_settings(self) -> dict[str, Any]:
         """The shared step settings, as keyword arguments for the loop's `TrainConfig`."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(StepSettings)}
+
+
+def _finite(section: Any) -> None:
+    """NaN passes every comparison's negation and inf every lower bound: refuse both by name first."""
+    prefix = _SECTION_NAMES.get(type(section), "")
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GenptError(f"{prefix}{f.name} must be a finite number, got {value}")
+
+
+def _fits_in_memory(config: ModelConfig) -> None:
+    """A shape whose weights alone exceed this machine's memory would fail in allocation or be killed."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: no limit known
+        return
+    needed = 4 * config.num_parameters()  # float32 weights, before gradients and optimizer state
+    if needed > memory:
+        raise GenptError(
+            f"model: {config.num_parameters():,} parameters need {needed / 2**30:,.0f} GiB for the weights alone, "
+            f"more than this machine's {memory / 2**30:,.0f} GiB (model.n_ctx={config.n_ctx}, "
+            f"model.n_embd={config.n_embd}, model.n_layer={config.n_layer}, model.vocab_size={config.vocab_size})")
 
 
 def _positive(section: Any, *names: str) -> None:
@@ -312,6 +360,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise GenptError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise GenptError(f"{path}: a folder, not a TOML settings file") from None
+    except PermissionError:
+        raise GenptError(f"{path}: permission denied") from None
+    except UnicodeDecodeError as e:
+        raise GenptError(f"{path}: not UTF-8 text (byte {e.start}); a TOML file is UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise GenptError(f"{path}: not valid TOML: {e}") from None
 

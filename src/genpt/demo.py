@@ -160,7 +160,7 @@ def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minute
     with torch.no_grad():
         untrained = evaluate(GPT(config.model).eval())["perplexity"]
 
-    result = pretrain(config, run_dir, resume=True)
+    result = pretrain(config, run_dir, resume=(run_dir / "config.json").exists())  # continues a stopped demo
     model = load_lm(run_dir)
     with torch.no_grad():
         final = evaluate(model)["perplexity"]

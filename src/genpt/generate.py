@@ -7,13 +7,31 @@ count from its own first token, so a row generates what it would alone (exactly 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
 
+from genpt.errors import GenptError
 from genpt.model import GPT, KVCache
 
 Prompts = torch.Tensor | Sequence[Sequence[int] | torch.Tensor]
+MAX_ROWS = 4096  # prompts x samples in one batch: beyond this a request is a mistake, not a workload
+
+
+def check_sampling(*, max_new_tokens: int, temperature: float, top_k: int, top_p: float, rows: int = 1) -> None:
+    """Refuse sampling settings that would fail, hang or silently mean something else, naming the flag."""
+    if max_new_tokens < 0:
+        raise GenptError(f"--max-new-tokens must be 0 or more, got {max_new_tokens}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise GenptError(f"--temperature must be a finite number >= 0 (0: greedy), got {temperature}")
+    if top_k < 0:
+        raise GenptError(f"--top-k must be 0 (off) or more, got {top_k}")
+    if not 0 < top_p <= 1:  # NaN fails this too
+        raise GenptError(f"--top-p must be in (0, 1], got {top_p}")
+    if not 1 <= rows <= MAX_ROWS:
+        raise GenptError(f"--num-samples: {rows} sequences in one batch; expected 1 to {MAX_ROWS} "
+                         "(prompts x samples)")
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

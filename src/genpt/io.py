@@ -1,4 +1,4 @@
-"""Files written whole or not at all, JSON read with a one-line error, and genpt's cache folder.
+"""Files written whole or not at all, JSON read with a one-line error, folder locks, and genpt's cache folder.
 
 A reader of a path written here sees the old file (or folder) or the new one, never part of one: the
 new one is written under a hidden temporary name in the same folder (so the rename is atomic), every
@@ -7,6 +7,7 @@ file is flushed to disk, then it is renamed into place and the folder's entry is
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
@@ -21,8 +22,9 @@ from genpt.errors import GenptError
 
 
 def sibling(path: Path, kind: str) -> Path:
-    """A fresh hidden name beside `path` (`.NAME.HEX.KIND`): same file system, so renames are atomic."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.{kind}")
+    """A fresh hidden name beside `path` (`.NAME.PID-HEX.KIND`): same file system, so renames are atomic;
+    the writer's pid tells `remove_leftovers` whether the writer is still alive."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.{kind}")
 
 
 def fsync_file(path: Path) -> None:
@@ -66,12 +68,36 @@ def replace_dir(new: Path, target: Path) -> None:
 
 
 def remove_leftovers(path: Path) -> None:
-    """Remove what atomic writes to `path` killed midway left beside it (`.NAME.HEX.tmp`, `.NAME.HEX.old`)."""
-    for p in path.parent.glob(f".{glob.escape(path.name)}.*"):
-        if p.is_dir() and p.name.endswith((".tmp", ".old")):
+    """Clean up after atomic writes to `path` whose process was killed midway (`.NAME.PID-HEX.tmp|old`).
+
+    A `.tmp` is a half-written new version: removed. An `.old` is the previous version moved aside: if the
+    kill came before the new one took its place, it is put back, else removed. What a live process (other
+    than this one) is writing is left alone.
+    """
+    path = Path(path)
+    for p in sorted(path.parent.glob(f".{glob.escape(path.name)}.*")):
+        if not p.name.endswith((".tmp", ".old")) or _writer_alive(p.name[len(path.name) + 2 :]):
+            continue
+        if p.name.endswith(".old") and not path.exists():
+            os.replace(p, path)
+        elif p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
-        elif p.name.endswith((".tmp", ".old")):
+        else:
             p.unlink(missing_ok=True)
+
+
+def _writer_alive(tail: str) -> bool:
+    """Whether the process named in a sibling's `PID-HEX.KIND` lives (names without a pid: no)."""
+    pid = tail.split("-", 1)[0]
+    if "-" not in tail or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @contextmanager
@@ -141,11 +167,48 @@ def read_json(path: str | Path, what: str = "") -> Any:
         raise GenptError(f"{path}: not valid JSON ({e})") from None
 
 
+LOCK_FILE = ".genpt.lock"
+
+
+@contextmanager
+def folder_lock(folder: str | Path, what: str = "run") -> Iterator[None]:
+    """Hold `folder`'s lock for the block; a second holder is refused in one line, naming the first's pid.
+
+    flock(2) belongs to the open file, so a SIGKILLed holder releases it at once. The lock file is
+    removed on release; a holder that locked a file another one just removed checks the inode and
+    tries again, so two processes never both believe they hold the lock.
+    """
+    path = Path(folder) / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise GenptError(f"{folder}: another genpt process (pid {holder}) is writing this {what}; wait for it "
+                             "to end, or choose another --output") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed this file as we opened it: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def cache_dir() -> Path:
     """genpt's cache (downloads, converted models): $GENPT_CACHE if set, else ~/.cache/genpt."""
     root = os.environ.get("GENPT_CACHE")
     return Path(root).expanduser() if root else Path.home() / ".cache" / "genpt"
 
 
-__all__ = ["atomic_dir", "atomic_path", "cache_dir", "fsync_dir", "fsync_file", "read_json", "remove_leftovers",
-           "replace_dir", "replace_file", "sibling", "write_bytes", "write_json", "write_text"]
+__all__ = ["LOCK_FILE", "atomic_dir", "atomic_path", "cache_dir", "folder_lock", "fsync_dir", "fsync_file", "read_json",
+           "remove_leftovers", "replace_dir", "replace_file", "sibling", "write_bytes", "write_json", "write_text"]

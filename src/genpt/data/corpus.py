@@ -311,6 +311,7 @@ def prepare(
     began = time.perf_counter()
     files = expand_inputs(inputs)
     output_dir = Path(output_dir).resolve()
+    io.remove_leftovers(output_dir)  # of prepares killed midway; an output they had moved aside is put back
     _check_replaceable(output_dir)
     plan = _SplitPlan.make(files, seed, val_fraction)
     sources = [_describe_source(f) for f in files]

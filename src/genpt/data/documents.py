@@ -8,7 +8,6 @@ text and a 10 GB file never sits in memory.
 from __future__ import annotations
 
 import codecs
-import glob
 import gzip
 import json
 import zlib
@@ -73,7 +72,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
                 raise GenptError(f"{path}: unsupported file type; expected {wanted}")
             files = [path]
         elif any(c in str(item) for c in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
+            matches = _glob(str(item))
             files = [f for m in matches for f in (_files_under(m) if m.is_dir() else [m]) if _supported(f)]
             if not files:
                 raise GenptError(f"{item}: pattern matches no text files; expected {wanted}")
@@ -87,6 +86,24 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             seen.add(f.resolve())
             unique.append(f)
     return unique
+
+
+def _glob(pattern: str) -> list[Path]:
+    """Matches of `pattern`, sorted; `**` does not descend into symlinked folders, so a link loop cannot hang it.
+
+    (The standard `glob` module follows such links under `**` and never ends on `a/loop -> ..`.)
+    Hidden names match only a pattern that names a dot, as in the shell.
+    """
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
+    base, rest = Path(*parts[:first]) if first else Path("."), parts[first:]
+    hidden_wanted = any(part.startswith(".") for part in rest)
+    matches = []
+    for match in base.glob("/".join(rest)):
+        below = match.relative_to(base).parts
+        if hidden_wanted or not any(name.startswith(".") for name in below):
+            matches.append(match if first else Path(*below))
+    return sorted(matches)
 
 
 def _files_under(folder: Path) -> list[Path]:

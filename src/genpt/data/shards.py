@@ -29,6 +29,10 @@ class TokenShards:
                 raise GenptError(f"{meta_path}: not a {FORMAT} version {FORMAT_VERSION} meta.json")
             self.dtype = np.dtype(self.meta["dtype"]).newbyteorder("<")
             self.vocab_size = int(self.meta["vocab_size"])
+            if self.dtype.name != ("uint16" if self.vocab_size <= 1 << 16 else "uint32"):
+                raise GenptError(f"{meta_path}: dtype {self.meta['dtype']!r} does not hold token ids of a "
+                                 f"{self.vocab_size}-id vocabulary (genpt prepare writes uint16 up to 65,536 ids, "
+                                 "else uint32); run `genpt prepare` again")
             self.tokenizer_fingerprint = str(self.meta["tokenizer_fingerprint"])
             self.eot_id = int(self.meta["eot_id"])
             splits = self.meta["splits"]
@@ -50,6 +54,7 @@ class TokenShards:
                 raise GenptError(f"{path}: {size} bytes, expected {expected} ({tokens} {self.dtype.name} "
                                  "tokens); the file is truncated or changed; run `genpt prepare` again")
             self._maps.append(np.memmap(path, dtype=self.dtype, mode="r", shape=(tokens,)))
+            _check_ids(path, self._maps[-1], self.vocab_size)
         self._starts = np.cumsum([0] + [len(m) for m in self._maps])
 
     def __len__(self) -> int:
@@ -69,6 +74,16 @@ class TokenShards:
             done += take
             shard += 1
         return out
+
+
+def _check_ids(path: Path, ids: np.ndarray, vocab_size: int, chunk: int = 1 << 24) -> None:
+    """Every id below the vocabulary size: a damaged shard fails here, by name, not as an IndexError mid-run."""
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        if part.size and int(part.max()) >= vocab_size:
+            where = start + int(np.argmax(part >= vocab_size))
+            raise GenptError(f"{path}: token {where} is id {int(ids[where])}, outside the vocabulary of "
+                             f"{vocab_size} ids in meta.json; the file is damaged; run `genpt prepare` again")
 
 
 class LMBatches:

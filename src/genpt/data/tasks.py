@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from genpt.errors import GenptError
@@ -213,7 +213,22 @@ def task_from_toml(path: str | Path) -> TaskSpec:
     return spec
 
 
-def check_task_fits(task: TaskSpec, trained: TaskSpec) -> None:
-    """A model fine-tuned on `trained` can score `task` only if both lay out inputs and targets alike."""
+def check_task_fits(task: TaskSpec, trained: TaskSpec, n_out: int) -> TaskSpec:
+    """`task` as a model fine-tuned on `trained` (a head of `n_out` outputs) reads it, labels matched by name.
+
+    Both must lay out inputs and targets alike. Class labels are matched by name, never by position: a
+    file with fewer labels than the model is fine; a label the model never learned, or more labels than
+    its head has outputs, is refused.
+    """
     if task.transform != trained.transform or task.target != trained.target:
         raise GenptError(f"--task {task.name} does not fit the model, which was fine-tuned on {trained.name}")
+    if task.target != "class" or task.label_names == trained.label_names:
+        return task
+    if len(task.label_names) > n_out:
+        raise GenptError(f"--task {task.name}: {len(task.label_names)} labels {list(task.label_names)}, but the "
+                         f"model's head has {n_out} outputs ({', '.join(trained.label_names)})")
+    unknown = [name for name in task.label_names if name not in trained.label_names]
+    if unknown:
+        raise GenptError(f"--task {task.name}: label(s) {unknown} are not among the model's labels "
+                         f"({', '.join(trained.label_names)}); labels are matched by name")
+    return replace(task, label_names=trained.label_names)

@@ -30,6 +30,7 @@ from genpt.errors import GenptError
 from genpt.gpt1_tokenizer import SUFFIX, UNK, Vocabulary, gpt1_tokenizer, read_vocabulary
 from genpt.gpt1_tokenizer import kind as tokenizer_kind
 from genpt.interop.common import Converted, append_rows, cut_positions
+from genpt.pickles import load_tensors
 from genpt.tokenizer import SPECIAL_TOKENS, Tokenizer
 
 log = logging.getLogger("genpt")
@@ -86,7 +87,7 @@ def _read_weights(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
                 weights.update(load_file(folder / shard))
             return weights, index
         if legacy.is_file():
-            return torch.load(legacy, map_location="cpu", weights_only=True), legacy
+            return load_tensors(legacy), legacy
     except FileNotFoundError as e:
         raise GenptError(f"{e.filename}: missing (listed in {index.name})") from None
     except (SafetensorError, OSError, RuntimeError, KeyError, json.JSONDecodeError) as e:

@@ -59,6 +59,11 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))
 
 
+def restarted() -> bool:
+    """A worker group that torchrun (`--max-restarts N`) started again after a failure: it continues the run."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
 def current() -> Env:
     if not (dist.is_available() and dist.is_initialized()):
         return Env()
@@ -106,11 +111,17 @@ def process_group(device: str, timeout_s: float) -> Iterator[Env]:
     env = Env(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
     target = resolve_device(device, env)
     timeout = datetime.timedelta(seconds=timeout_s)
+    # After torchrun restarts a failed group, the rendezvous store still holds the old group's addresses
+    # under the same keys (gloo then dials the dead worker: "connectFullMesh failed"); a prefix per
+    # restart gives the new group keys of its own.
+    store = _restart_store(env, timeout) if restarted() else None
     if target.type == "cuda":
         torch.cuda.set_device(target)
-        dist.init_process_group("nccl", timeout=timeout, device_id=target)
+        dist.init_process_group("nccl", timeout=timeout, device_id=target, store=store,
+                                **({"rank": env.rank, "world_size": env.world_size} if store else {}))
     else:
-        dist.init_process_group("gloo", timeout=timeout)
+        dist.init_process_group("gloo", timeout=timeout, store=store,
+                                **({"rank": env.rank, "world_size": env.world_size} if store else {}))
     level = log.level
     if not env.is_main:
         log.setLevel(logging.WARNING)  # only rank 0 reports progress; warnings and errors still show
@@ -126,6 +137,14 @@ def process_group(device: str, timeout_s: float) -> Iterator[Env]:
         if not broken:  # tearing down a group whose peer is gone can block; the process is exiting anyway
             release_group_references()
             dist.destroy_process_group()
+
+
+def _restart_store(env: Env, timeout: datetime.timedelta) -> dist.Store:
+    """The rendezvous store under a prefix of this restart's own (see process_group)."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # else rank 0 hosts it, as env:// does
+    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env.world_size,
+                         is_master=env.is_main and not agent, timeout=timeout)
+    return dist.PrefixStore(f"genpt-restart-{os.environ['TORCHELASTIC_RESTART_COUNT']}", base)
 
 
 def release_group_references() -> None:
@@ -319,5 +338,5 @@ __all__ = [
     "Env", "STRATEGIES", "active", "all_sum", "barrier", "batch_plan", "broadcast", "checkpoint_blocks",
     "clip_gradients", "current", "first_on_each_node", "gradient_sync", "is_comm_failure",
     "is_main_process", "launched_by_torchrun", "lost_contact", "map_in_order",
-    "process_group", "resolve_device", "wrap",
+    "process_group", "resolve_device", "restarted", "wrap",
 ]

@@ -8,7 +8,6 @@ the best epoch kept in `best/`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -17,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genpt import checkpoint as ckpt
+from genpt import io
 from genpt.architectures import build_model
-from genpt.checkpoint import latest_checkpoint, read_info
+from genpt.checkpoint import read_info
 from genpt.config import FinetuneConfig, TrainConfig
 from genpt.data.readers import read_examples
 from genpt.data.tasks import Example, TaskSpec
@@ -33,8 +34,11 @@ from genpt.tokenizer import Tokenizer
 from genpt.train import distributed
 from genpt.train.loop import TrainTask, train
 from genpt.train.metrics_log import read_metrics
+from genpt.train.run_dir import check_run_dir, writing
 
 log = logging.getLogger("genpt")
+SETTINGS_FILE = "finetune.json"
+RUN_KEYS = {"init", "task", "finetune"}  # what makes a finetune.json genpt's
 
 
 @dataclass
@@ -117,8 +121,7 @@ def _finetune(
     resume: bool,
     progress: bool,
 ) -> FinetuneResult:
-    if not resume and latest_checkpoint(run_dir) is not None:
-        raise GenptError(f"{run_dir}: already holds a fine-tuned run; choose another --output or pass --resume")
+    check_run_dir(run_dir, resume=resume, settings=SETTINGS_FILE, keys=RUN_KEYS)
     train_examples = train_examples if train_examples is not None else read_examples(task, train_file)
     if dev_examples is None and dev_file is not None:
         dev_examples = read_examples(task, dev_file)
@@ -176,22 +179,26 @@ def _finetune(
             batches = distributed.map_in_order(predict_batch, math.ceil(len(dev_set) / size), model)
             return score(task, [p for batch in batches for p in batch], dev_examples)
 
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        settings = {"init": str(base), "task": task.to_dict(), "finetune": dataclasses.asdict(cfg)}
-        (run_dir / "finetune.json").write_text(json.dumps(settings, indent=2))
-    checkpoint_config = {
-        "model": dataclasses.asdict(model.gpt.config),
-        "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
-        "task": task.to_dict(),
-        "head": {"n_out": n_outputs(task), "max_len": max_len, "clf_pdrop": cfg.clf_pdrop},
-    }
-    task_run = TrainTask(
-        micro_batch=micro_batch, loss=loss, tokens=lambda b: int((b["lm_labels"] != IGNORE_INDEX).sum()),
-        evaluate=evaluate, checkpoint_config=checkpoint_config, tokenizer_json=base / "tokenizer.json",
-        best_metric=task.metrics[0] if dev_set else None,
-    )
-    result = train(model, loop_cfg, task_run, run_dir, total_steps=total, resume=resume, progress=progress)
+    with writing(run_dir, env.is_main):  # rank 0 holds the run folder's lock until the run ends
+        found = ckpt.latest_intact(run_dir) if resume and env.is_main else None
+        if found is not None:
+            ckpt.check_resumable(found, dataclasses.asdict(model.gpt.config))  # before finetune.json is rewritten
+        if env.is_main:
+            check_run_dir(run_dir, resume=resume, settings=SETTINGS_FILE, keys=RUN_KEYS)  # again, under the lock
+            settings = {"init": str(base), "task": task.to_dict(), "finetune": dataclasses.asdict(cfg)}
+            io.write_json(run_dir / SETTINGS_FILE, settings)
+        checkpoint_config = {
+            "model": dataclasses.asdict(model.gpt.config),
+            "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
+            "task": task.to_dict(),
+            "head": {"n_out": n_outputs(task), "max_len": max_len, "clf_pdrop": cfg.clf_pdrop},
+        }
+        task_run = TrainTask(
+            micro_batch=micro_batch, loss=loss, tokens=lambda b: int((b["lm_labels"] != IGNORE_INDEX).sum()),
+            evaluate=evaluate, checkpoint_config=checkpoint_config, tokenizer_json=base / "tokenizer.json",
+            best_metric=task.metrics[0] if dev_set else None,
+        )
+        result = train(model, loop_cfg, task_run, run_dir, total_steps=total, resume=resume, progress=progress)
     epochs = distributed.broadcast([{k: v for k, v in r.items() if k not in ("step", "split")}
                                     for r in read_metrics(run_dir) if r["split"] == "val"] if env.is_main else None)
     best_epoch, best = 0, {}

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -28,7 +30,7 @@ from torch import nn
 
 from genpt import checkpoint as ckpt
 from genpt.config import TrainConfig
-from genpt.errors import GenptError
+from genpt.errors import GenptError, Interrupted
 from genpt.kernels import preferred_attention_kernels
 from genpt.kernels.backends import apply_backends
 from genpt.train import distributed
@@ -139,6 +141,29 @@ def micro_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed % 2**64, index]).generate_state(1)[0])
 
 
+class _StopRequest:
+    """SIGTERM (what schedulers send before pre-empting) or a first Ctrl-C asks the loop to stop at the end
+    of the current step, after its metrics, evaluation and a checkpoint; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if not self.signum:
+            self.signum = signum
+            log.info("%s: stopping after this step, with a checkpoint", signal.Signals(signum).name)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 class _NoMetrics:
     """What ranks other than 0 log to."""
 
@@ -166,7 +191,7 @@ class _Counters:
 
 def _resume(model: nn.Module, run_dir: Path, env: distributed.Env, resume: bool) -> tuple[Path | None, _Counters]:
     """The checkpoint to continue from (its weights loaded into `model`, its RNG states restored), or None."""
-    found = distributed.broadcast(ckpt.latest_checkpoint(run_dir) if resume and env.is_main else None)
+    found = distributed.broadcast(ckpt.latest_intact(run_dir, report=False) if resume and env.is_main else None)
     if resume and found is None:
         log.info("no checkpoint in %s yet: starting from step 0", run_dir)
     if found is None:
@@ -250,6 +275,9 @@ class _Session:
         self.synced_step = run.step  # the last step whose losses and tokens were gathered and reported
         self.window_loss = torch.zeros((), device=device, dtype=torch.float64)  # this rank's losses since then
         self.window_tokens = 0
+        self.last_save = time.monotonic()
+        self.stop = _StopRequest()
+        self.alone = not distributed.active()  # one process checks every step; ranks agree where they sync anyway
 
     def train_steps(self) -> None:
         cfg, run, total = self.cfg, self.run, self.total_steps
@@ -265,15 +293,25 @@ class _Session:
             logged = run.step % cfg.log_interval == 0 or run.step == total or evaluating or saving
             timed_out = False
             stats: dict[str, float] = {}
+            due = cfg.checkpoint_minutes > 0 and time.monotonic() - self.last_save >= cfg.checkpoint_minutes * 60
+            stopping = self.alone and self.stop.signum > 0
+            saving = saving or (self.alone and due)
             if logged:
-                stats, timed_out = self.report(lr, grad_norm, step_started)
+                stats, timed_out, due_ranks, stop_ranks = self.report(lr, grad_norm, step_started, due)
+                saving, stopping = saving or due_ranks, stopping or stop_ranks
             else:
                 run.train_seconds += time.monotonic() - step_started
             self.bar.update(run.step, total, stats, logged)
             if evaluating or (timed_out and self.task.evaluate is not None):
                 self.evaluate()
-            if saving or timed_out:
+            if (saving or stopping) and not logged:  # one process, between reports: fold them into the saved state
+                self.fold_window()
+            if saving or timed_out or stopping:
                 self.save()
+            if stopping:
+                signum = self.stop.signum or signal.SIGTERM  # another rank's signal
+                raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} after step {run.step}, saved "
+                                          f"in {self.saved}; continue with --resume")
             if timed_out:
                 self.stopped_early = run.step < total
                 self.bar.message(f"stopping after {cfg.max_minutes:g} minutes at step {run.step}")
@@ -300,12 +338,15 @@ class _Session:
         run.step += 1
         return grad_norm
 
-    def report(self, lr: float, grad_norm: torch.Tensor | None, step_started: float) -> tuple[dict[str, float], bool]:
-        """Gather the ranks' losses and tokens since the last report, log them; and whether time is up."""
+    def report(self, lr: float, grad_norm: torch.Tensor | None, step_started: float,
+               due: bool) -> tuple[dict[str, float], bool, bool, bool]:
+        """Gather the ranks' losses and tokens since the last report, log them; and whether, on any rank, time
+        is up, a time-based checkpoint is due, or a stop was asked for (all ranks then act at this step)."""
         cfg, run = self.cfg, self.run
         late = cfg.max_minutes > 0 and time.monotonic() - self.started >= cfg.max_minutes * 60
-        loss_sum, tokens, late_ranks = distributed.all_sum(
-            [self.window_loss.item(), self.window_tokens, float(late)], self.device)
+        loss_sum, tokens, late_ranks, due_ranks, stop_ranks = distributed.all_sum(
+            [self.window_loss.item(), self.window_tokens, float(late), float(due), float(self.stop.signum > 0)],
+            self.device)
         self.window_loss.zero_()
         self.window_tokens = 0
         run.tokens_seen += int(tokens)
@@ -322,7 +363,16 @@ class _Session:
         if not math.isfinite(stats["loss"]):
             raise GenptError(f"training diverged at step {run.step} (loss {stats['loss']}); lower train.lr")
         self.last_log_time, self.last_log_tokens, run.window = now, run.tokens_seen, [0.0, 0]
-        return stats, late_ranks > 0  # every rank stops at the same step, as soon as any is out of time
+        return stats, late_ranks > 0, due_ranks > 0, stop_ranks > 0
+
+    def fold_window(self) -> None:
+        """One process between reports: its unreported steps go into the saved state, as a report would add them,
+        so a resumed run's next report is the uninterrupted run's."""
+        run = self.run
+        run.tokens_seen += self.window_tokens
+        run.window = [run.window[0] + self.window_loss.item() / self.accum, run.window[1] + run.step - self.synced_step]
+        self.synced_step, self.window_tokens = run.step, 0
+        self.window_loss.zero_()
 
     def evaluate(self) -> None:
         """Validation metrics, logged; the best so far by TrainTask.best_metric written to best/."""
@@ -345,6 +395,7 @@ class _Session:
             self._write(weights, optim)
         distributed.all_sum([0.0], self.device)  # a barrier: rank 0 has renamed the checkpoint into place
         self.saved = self.run_dir / ckpt.CHECKPOINTS / f"step_{self.run.step:08d}"
+        self.last_save = time.monotonic()
 
     def save_interrupted(self) -> None:
         """After Ctrl-C: this rank's steps since the last report folded in, and the step saved where possible."""
@@ -366,6 +417,7 @@ class _Session:
                                     keep=self.cfg.keep_checkpoints)
 
     def close(self) -> None:
+        self.stop.restore()
         self.bar.close()
         self.metrics.close()
 

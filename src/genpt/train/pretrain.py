@@ -19,9 +19,11 @@ from genpt.errors import GenptError
 from genpt.tokenizer import Tokenizer
 from genpt.train import distributed
 from genpt.train.loop import TrainResult, TrainTask, train
+from genpt.train.run_dir import check_run_dir, writing
 
 log = logging.getLogger("genpt")
 CONFIG_FILE = "config.json"
+RUN_KEYS = {"model", "train", "data"}  # what makes a config.json a pre-training run's
 
 
 def shards_tokenizer(shards_dir: Path) -> Path:
@@ -49,13 +51,6 @@ def run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: bool, 
     return new() if new is not None else load_pretrain_config(config_file, list(overrides))
 
 
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    if not resume and ckpt.latest_checkpoint(run_dir) is not None:
-        raise GenptError(
-            f"{run_dir}: already holds a run; pass --resume to continue it or choose another --output"
-        )
-
-
 def pretrain(
     config: PretrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True
 ) -> TrainResult:
@@ -70,7 +65,7 @@ def pretrain(
 def _pretrain(
     config: PretrainConfig, run_dir: Path, env: distributed.Env, *, resume: bool, progress: bool
 ) -> TrainResult:
-    check_run_dir(run_dir, resume)
+    check_run_dir(run_dir, resume=resume, settings=CONFIG_FILE, keys=RUN_KEYS)
     shards_dir = Path(config.data.shards)
     train_shards = TokenShards(shards_dir, "train")
     val_shards = TokenShards(shards_dir, "val") if _has_split(shards_dir, "val") else None
@@ -79,43 +74,45 @@ def _pretrain(
     if tokenizer.fingerprint != train_shards.tokenizer_fingerprint:
         raise GenptError(f"{shards_dir}: shards were made with another tokenizer than {tokenizer_json}")
     config.model.vocab_size = tokenizer.vocab_size
-    found = ckpt.latest_checkpoint(run_dir) if resume else None
-    if found is not None:
-        if ckpt.read_info(found).tokenizer.fingerprint != tokenizer.fingerprint:
-            raise GenptError(
-                f"{found}: checkpoint was trained with a different tokenizer than the shards in {shards_dir}"
-            )
     config.validate()
     micro, _ = distributed.batch_plan(config.train.batch_size, config.train.micro_batch_size, env.world_size)
 
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
-    log.info("settings:\n%s", json.dumps(config.to_dict(), indent=2))
+    with writing(run_dir, env.is_main):  # rank 0 holds the run folder's lock until the run ends
+        found = ckpt.latest_intact(run_dir) if resume and env.is_main else None
+        if found is not None:
+            if ckpt.read_info(found).tokenizer.fingerprint != tokenizer.fingerprint:
+                raise GenptError(
+                    f"{found}: checkpoint was trained with a different tokenizer than the shards in {shards_dir}"
+                )
+            ckpt.check_resumable(found, vars(config.model))  # before config.json is rewritten
+        if env.is_main:
+            check_run_dir(run_dir, resume=resume, settings=CONFIG_FILE, keys=RUN_KEYS)  # again, under the lock
+            io.write_json(run_dir / CONFIG_FILE, config.to_dict())
+        log.info("settings:\n%s", json.dumps(config.to_dict(), indent=2))
 
-    torch.manual_seed(config.train.seed)
-    model = build_model(config.model)
-    log.info("model: %.2fM parameters; %d training tokens", model.num_parameters() / 1e6, len(train_shards))
-    cfg = config.train
-    n_ctx = config.model.n_ctx
-    # Micro-batch i holds global samples i*micro ..., so sample k of global batch b is the same window
-    # whatever the world size and micro-batch size; the validation batches are the same for any world size.
-    batches = LMBatches(train_shards, micro, n_ctx, cfg.seed)
-    evaluate = None
-    if val_shards is not None:
-        evaluate = validation(val_shards, cfg.micro_batch, n_ctx, cfg.eval_batches)
-    task = TrainTask(
-        micro_batch=batches.get,
-        loss=lambda model, ids: model(ids, labels=ids, return_logits=False).loss,
-        tokens=lambda ids: ids.numel(),
-        evaluate=evaluate,
-        checkpoint_config={
-            "model": vars(config.model).copy(),
-            "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
-        },
-        tokenizer_json=tokenizer_json,
-    )
-    return train(model, cfg, task, run_dir, total_steps=cfg.max_steps, resume=resume, progress=progress)
+        torch.manual_seed(config.train.seed)
+        model = build_model(config.model)
+        log.info("model: %.2fM parameters; %d training tokens", model.num_parameters() / 1e6, len(train_shards))
+        cfg = config.train
+        n_ctx = config.model.n_ctx
+        # Micro-batch i holds global samples i*micro ..., so sample k of global batch b is the same window
+        # whatever the world size and micro-batch size; the validation batches are the same for any world size.
+        batches = LMBatches(train_shards, micro, n_ctx, cfg.seed)
+        evaluate = None
+        if val_shards is not None:
+            evaluate = validation(val_shards, cfg.micro_batch, n_ctx, cfg.eval_batches)
+        task = TrainTask(
+            micro_batch=batches.get,
+            loss=lambda model, ids: model(ids, labels=ids, return_logits=False).loss,
+            tokens=lambda ids: ids.numel(),
+            evaluate=evaluate,
+            checkpoint_config={
+                "model": vars(config.model).copy(),
+                "tokenizer": {"fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
+            },
+            tokenizer_json=tokenizer_json,
+        )
+        return train(model, cfg, task, run_dir, total_steps=cfg.max_steps, resume=resume, progress=progress)
 
 
 def _has_split(shards_dir: Path, split: str) -> bool:
