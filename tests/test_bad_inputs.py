@@ -22,9 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from genpt.cli import main
 from genpt.config import FinetuneConfig, PretrainConfig
-from genpt.data.corpus import prepare
+from genpt.data.corpus import prepare, train_tokenizer
 from genpt.data.tasks import builtin_task
-from genpt.tokenizer import Tokenizer
 from genpt.train.finetune import finetune
 from genpt.train.pretrain import pretrain
 
@@ -46,7 +45,7 @@ def assets(tmp_path_factory) -> Path:
     (root / "corpus").mkdir()
     for i in range(3):
         (root / "corpus" / f"doc{i}.txt").write_text("\n".join(_sentence(rng) for _ in range(300)) + "\n")
-    tokenizer = Tokenizer.train([root / "corpus"], vocab_size=300)
+    tokenizer = train_tokenizer([root / "corpus"], vocab_size=300)
     tokenizer.save(root / "tok.json")
     prepare([root / "corpus"], tokenizer, root / "shards", val_fraction=0.34, workers=1, progress=False)
     config = PretrainConfig()

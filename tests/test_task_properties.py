@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genpt.data.tasks import Example, builtin_task, custom_task, read_examples
+from genpt.data.readers import read_examples
+from genpt.data.tasks import Example, builtin_task, custom_task
 from genpt.data.transforms import collate, encode_example, fit_pair
-from genpt.model import IGNORE_INDEX
+from genpt.labels import IGNORE_INDEX
 from genpt.tokenizer import Tokenizer
 
 PROPERTY = settings(max_examples=60, deadline=None, derandomize=True,
@@ -90,10 +91,8 @@ def test_fit_pair_keeps_prefixes_within_the_budget_and_shares_it_fairly(a, b, bu
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tok")
-    (root / "t.txt").write_text("the cat sat on the mat; a dog, a fox and seven owls sang.\n" * 50)
-    return Tokenizer.train([root], vocab_size=300)
+def tokenizer():
+    return Tokenizer.train(["the cat sat on the mat; a dog, a fox and seven owls sang.\n" * 50], vocab_size=300)
 
 
 @PROPERTY
