@@ -45,10 +45,9 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from genpt.train.distributed import is_main_process, restarted
+    from genpt.train.distributed import is_main_process
     from genpt.train.pretrain import pretrain, run_config
 
-    args.resume = args.resume or restarted()  # torchrun --max-restarts: a new group continues the run
     overrides = list(args.set)
     for flag, key in ((args.shards, "data.shards"), (args.max_steps, "train.max_steps"),
                       (args.max_minutes, "train.max_minutes"), (args.strategy, "train.strategy")):
@@ -155,10 +154,9 @@ def add_task_flags(p: argparse.ArgumentParser, required: bool) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     from genpt.config import load_finetune_config
-    from genpt.train.distributed import is_main_process, restarted
+    from genpt.train.distributed import is_main_process
     from genpt.train.finetune import finetune
 
-    args.resume = args.resume or restarted()  # torchrun --max-restarts: a new group continues the run
     flags = {"lm_coef": args.lm_coef, "scratch": args.scratch or None, "transfer_layers": args.transfer_layers,
              "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
              "strategy": args.strategy}

@@ -102,6 +102,7 @@ def finetune(
     """
     cfg = cfg or FinetuneConfig()
     cfg.validate()
+    resume = resume or distributed.restarted()  # torchrun --max-restarts: a new group continues the run
     with distributed.process_group(cfg.device, cfg.collective_timeout) as env:
         return _finetune(init, task, train_file, dev_file, Path(output), cfg, env, train_examples=train_examples,
                          dev_examples=dev_examples, resume=resume, progress=progress)

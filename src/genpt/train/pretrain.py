@@ -58,6 +58,7 @@ def pretrain(
 
     Under torchrun every rank runs this; they share the work of each batch and rank 0 writes.
     """
+    resume = resume or distributed.restarted()  # torchrun --max-restarts: a new group continues the run
     with distributed.process_group(config.train.device, config.train.collective_timeout) as env:
         return _pretrain(config, Path(run_dir), env, resume=resume, progress=progress)
 
