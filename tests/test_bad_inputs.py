@@ -383,6 +383,14 @@ CASES: list[tuple[str, list[str], str, Callable[[Path], None] | None]] = [
     ("predict-input-missing", ["predict", "ft", "--input", "nope.tsv", "--output", "p.jsonl"], "nope.tsv", None),
     ("predict-checkpoint-malicious-weights", ["predict", "ft", "--input", "dev.tsv", "--output", "p.jsonl"],
      "model.safetensors", write(f"{FT_BEST}/model.safetensors", b"\x80\x04garbage")),
+    # serving arguments (refused before the server starts)
+    ("serve-run-missing", ["serve", "nowhere"], "nowhere", None),
+    ("serve-max-batch-zero", ["serve", "run", "--max-batch", "0"], "--max-batch", None),
+    ("serve-timeout-zero", ["serve", "run", "--timeout", "0"], "--timeout", None),
+    ("serve-timeout-nan", ["serve", "run", "--timeout", "nan"], "--timeout", None),
+    ("serve-max-wait-nan", ["serve", "run", "--max-wait-ms", "nan"], "--max-wait-ms", None),
+    ("serve-nan-weights", ["serve", "run"], "NaN",
+     both(poison_weights(f"{RUN_CKPT}/model.safetensors", math.nan), rehash(RUN_CKPT))),
     # converted folders
     ("convert-path-missing", ["convert", "nowhere", "-o", "out"], "nowhere", None),
     ("convert-hf-without-config", ["convert", "hf", "--from", "hf", "-o", "out"], "hf", write("hf/README", "x")),

@@ -21,7 +21,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: L
     for field in ("max_batch", "max_body_bytes", "max_items", "max_new_tokens", "max_queue"):
         if getattr(limits, field) < 1:
             raise GenptError(f"--{field.replace('_', '-')} is {getattr(limits, field)}; it must be 1 or more")
-    if limits.timeout <= 0 or limits.max_wait_ms < 0:
+    if not (limits.timeout > 0 and limits.max_wait_ms >= 0):  # NaN fails both comparisons, so it is refused too
         raise GenptError("--timeout must be above 0 and --max-wait-ms 0 or more")
     served = load_served(path, name=name, dtype=dtype)
     log.info("serving %s (%s) on http://%s:%d/", served.name, served.kind, host, port)
