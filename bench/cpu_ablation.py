@@ -17,6 +17,7 @@ import statistics
 import time
 
 import torch
+from workers import describe_machine, machine
 
 from genpt import kernels
 from genpt.config import ModelConfig
@@ -70,6 +71,7 @@ def main() -> None:
     base = tokens / statistics.median(times["plain PyTorch"])
     print(f"small shape (6 x 384, context 256, vocab 8192), batch 8, {args.dtype}, {torch.get_num_threads()} threads; "
           f"median of {args.rounds} round-robin steps")
+    print(describe_machine(machine()))
     print(f"{'variant':<40}{'tokens/s':>10}{'vs plain':>10}")
     for name, ts in times.items():
         tps = tokens / statistics.median(ts)

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from workers import describe_machine, machine
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOKS = ROOT.parent / "shared" / "data" / "gutenberg"
 MERGES = 8192
@@ -110,7 +112,7 @@ def main() -> None:
         "vocab_size": tokenizer.vocab_size, "load_average": os.getloadavg(),
         "mb_per_s": {name: statistics.median(v) for name, v in mb_s.items()},
         "mb_per_cpu_s": {name: size / 1e6 / statistics.median(v) for name, v in cpu_seconds.items()},
-        "identical_ids": identical,
+        "identical_ids": identical, "machine": machine(args.threads),
     }
     result["genpt_over_tokenizers"] = result["mb_per_s"]["genpt"] / result["mb_per_s"]["tokenizers"]
     result["tiktoken_over_tokenizers"] = result["mb_per_s"]["tiktoken"] / result["mb_per_s"]["tokenizers"]
@@ -125,6 +127,7 @@ def main() -> None:
         log(f"genpt / tokenizers: {result['genpt_over_tokenizers']:.2f}x   "
             f"tiktoken / tokenizers: {result['tiktoken_over_tokenizers']:.2f}x   "
             f"(load average now {os.getloadavg()[0]:.2f})")
+        log(describe_machine(result["machine"]))
     if not all(identical.values()):
         sys.exit("ids differ from tokenizers'")
 

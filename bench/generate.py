@@ -26,7 +26,7 @@ import sys
 import time
 from importlib.metadata import version
 
-from workers import cpu_name, run_worker
+from workers import cpu_name, describe_machine, machine, run_worker
 
 SHAPE = dict(n_layer=6, n_embd=384, n_head=6, n_ctx=256, vocab_size=8192)
 IMPLEMENTATIONS = ("genpt", "genpt-ragged", "hf-openai-gpt", "hf-gpt2")
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
 
     env = {"torch": torch.__version__, "transformers": version("transformers"), "cpu": cpu_name(),
            "device": args.device, "python": platform.python_version(), "cores": os.cpu_count(),
-           "threads": args.threads, "load_before": os.getloadavg()[0]}
+           "threads": args.threads, "load_before": os.getloadavg()[0], "machine": machine(args.threads)}
     if args.device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     results: dict[int, dict[str, dict]] = {}
@@ -221,6 +221,7 @@ def print_report(env: dict, settings: dict, results: dict, checks: dict) -> None
     print(f"CPU: {e['cpu']}; device: {e['device']}" + (f" ({e['gpu']})" if "gpu" in e else "")
           + f"; {e['threads']} thread(s) of {e['cores']} cores, 1-min load average {e['load_before']:.1f} before, "
           f"{e['load_after']:.1f} after")
+    print(describe_machine(e["machine"]))
     print(f"{s['n_layer']} layers, {s['n_embd']} wide, {s['n_head']} heads, context {s['n_ctx']}, vocab "
           f"{s['vocab_size']}; greedy, {s['prompt_len']}-token prompts + {s['new_tokens']} new tokens; median of "
           f"{s['runs']} calls per subprocess, median over {s['repeats']} subprocess(es)")

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from workers import describe_machine, machine
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 VOCAB = SHARED / "gpt1_bpe"
@@ -217,8 +219,10 @@ def main() -> None:
         row["ratio"] = row["genpt_mb_s"] / row["reference_mb_s"]
     rows.append(row)
     if args.json:
-        print(json.dumps({"mb": size, "lines": len(texts), "repeats": args.repeats, "results": rows}))
+        print(json.dumps({"mb": size, "lines": len(texts), "repeats": args.repeats, "results": rows,
+                          "machine": machine(1)}))
         return
+    print(describe_machine(machine(1)))
     print(f"{size:.2f} MB in {len(texts)} lines, median of {args.repeats} runs, CPU time of one thread")
     print(f"{'pipeline':<14}{'genpt MB/s':>12}{'ref MB/s':>10}{'ratio':>8}  identical  {'warm MB/s':>10}  reference")
     for r in rows:

@@ -24,6 +24,7 @@ from collections import defaultdict
 
 import torch
 from train_throughput import SHAPES
+from workers import describe_machine, machine
 
 from genpt.config import ATTENTION_KERNELS, COMPILE_MODES, TRAIN_KERNELS, ModelConfig, TrainConfig
 from genpt.kernels import preferred_attention_kernels
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
           f"attention kernel {args.attention_kernel}: "
           f"{total / 1000:.1f} ms of {unit} time per step; {wall_ms:.1f} ms of wall-clock time unprofiled"
           f" (median of {args.steps})")
+    print(describe_machine(machine()))
     for label, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"  {label:<55}{us / 1000:>9.2f} ms {us / total:>6.1%}")
     print(f"\nslowest {args.top} by name:")

@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from workers import describe_machine, machine
+
 ANCHOR = [(15, 5.02), (60, 4.07), (105, 3.86), (150, 3.81)]
 TARGET = 3.81
 
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = max(args.warmup + 10, int(args.seconds * args.tokens_per_s / (args.batch * n_ctx)))
     print(f"{steps} steps of {args.batch} x {n_ctx} tokens to fill {args.seconds:g} s "
           f"at {args.tokens_per_s:,.0f} tok/s", flush=True)
+    print(describe_machine(machine()), flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(pretrain_command(args, steps), env=env)
     if done.returncode != 0:

@@ -31,7 +31,7 @@ import sys
 import time
 from importlib.metadata import version
 
-from workers import cpu_name, run_worker, src_path_env
+from workers import cpu_name, describe_machine, machine, run_worker, src_path_env
 
 # name: (n_layer, n_embd, n_head, n_ctx, vocab_size, batch)
 SHAPES = {
@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
         impls.remove(impl)
     env = {"torch": torch.__version__, "transformers": version("transformers"), "cpu": cpu_name(),
            "device": args.device, "python": platform.python_version(), "cores": os.cpu_count(),
-           "load_before": os.getloadavg()[0]}  # other work on the machine skews every number
+           "load_before": os.getloadavg()[0],  # other work on the machine skews every number
+           "machine": machine(args.threads)}
     if args.device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     if "litgpt" in impls:
@@ -327,6 +328,8 @@ def print_report(env: dict, settings: dict, peak: dict, summary: dict, ratio: di
           + (f", litgpt {e['litgpt']}" if "litgpt" in e else "") + f", Python {e['python']}")
     print(f"CPU: {e['cpu']}; device: {e['device']}" + (f" ({e['gpu']})" if "gpu" in e else "")
           + f"; {e['cores']} cores, 1-min load average {e['load_before']:.1f} before, {e['load_after']:.1f} after")
+    if "machine" in e:
+        print(describe_machine(e["machine"]))
     print(f"shape {s['shape']}: {s['n_layer']} layers, {s['n_embd']} wide, {s['n_head']} heads, "
           f"context {s['n_ctx']}, vocab {s['vocab_size']}; batch {s['batch']}, {s['dtype']}, "
           f"{s['threads']} threads, dropout {s.get('dropout', 0.1):g}"

@@ -1,4 +1,9 @@
-"""What the benchmark scripts share: each implementation in its own subprocess, and the CPU's name."""
+"""What the benchmark scripts share: each implementation in its own subprocess, and the machine it ran on.
+
+Every result is printed with the CPU's name, its product-relevant flags, the measured matrix-product
+ceilings (float32 by MKL and by oneDNN, bfloat16) and the load average: which kernel wins, and by how
+much, depends on all of them (docs/performance.md keeps a table per CPU).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,26 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def machine(threads: int | None = None) -> dict:
+    """The CPU (name, family/model, flags), its product ceilings in GFLOP/s at the small shape's MLP
+    product (2048 x 1536 x 384) on `threads` threads, and the 1-minute load average before measuring."""
+    import torch
+
+    from genpt.kernels.measure import cpu_identity, product_ceilings
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    if threads:
+        torch.set_num_threads(threads)
+    return {**cpu_identity(), "threads": torch.get_num_threads(), "load": load, "ceilings": product_ceilings()}
+
+
+def describe_machine(m: dict) -> str:
+    """One line: the CPU, its flags, its ceilings and the load, for every printed result."""
+    ceilings = ", ".join(f"{name} {gflops:,.0f}" for name, gflops in m["ceilings"].items())
+    return (f"CPU: {m['name']} (family {m['family']} model {m['model']}; {m['flags'] or 'no AVX2'}), "
+            f"{m['threads']} threads, load {m['load']:.1f}; product ceilings GFLOP/s: {ceilings}")
 
 
 def src_path_env() -> dict[str, str]:
