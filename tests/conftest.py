@@ -1,6 +1,7 @@
 """Shared fixtures: where the shared data sets live, and a skip when they are absent; genpt's log on stderr."""
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,10 @@ import pytest
 import torch
 
 from genpt.data.corpus import prepare, train_tokenizer
+
+# The kernels' registry order, not measured choices: tests stay repeatable and write no cache under ~.
+# tests/test_kernels_select.py installs measuring selectors of its own.
+os.environ.setdefault("GENPT_KERNELS", "first")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -1,9 +1,9 @@
 """Named alternatives for each fast path, tried in order; the last, the plain twin, serves every input.
 
-Each alternative says which inputs it applies to (device, dtype, autocast, torch.compile...). Today the
-order is fixed and an alternative is switched off by name (`disable`), which is how the ablation
-benchmark and the parity tests reach each twin; a selector that measures can reorder or switch off
-alternatives the same way without the model knowing.
+Each alternative says which inputs it applies to (device, dtype, autocast, torch.compile...). Of those
+that apply to a call, genpt.kernels.select runs the one measured fastest on this CPU (the plain twin
+unless another beats it), and GENPT_KERNELS can force one; an alternative switched off by name
+(`disable`) never runs, which is how the ablation benchmark and the parity tests reach each twin.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from genpt.kernels.select import selector
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,13 @@ class FastPath:
         return self.alternatives[-1]
 
     def choose(self, *args: Any, **kwargs: Any) -> Alternative:
-        for alt in self.alternatives[:-1]:
-            if alt.name not in self.disabled and alt.applies(*args, **kwargs):
-                return alt
-        return self.plain
+        applicable = {alt.name: alt for alt in self.alternatives[:-1]
+                      if alt.name not in self.disabled and alt.applies(*args, **kwargs)}
+        if not applicable:
+            return self.plain
+        applicable[self.plain.name] = self.plain
+        runs = {name: alt.run for name, alt in applicable.items()}
+        return applicable[selector().choose(self.name, runs, self.plain.name, [*args, *kwargs.values()])]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.choose(*args, **kwargs).run(*args, **kwargs)

@@ -1,0 +1,114 @@
+"""Training steps of genpt, nanoGPT and Hugging Face timed in turns in one process: ratios that hold on a busy CPU.
+
+train_throughput.py runs each implementation in its own process, one after the other: right on a quiet
+machine, but on shared cores a busy spell lands on one implementation and not the next. Here each
+round runs one step of every variant, so drift hits all alike, and the medians over rounds are
+compared. The step is train_throughput's (forward with the LM loss, backward, the same fused AdamW).
+genpt runs three ways: with its kernels chosen by measurement on this CPU (genpt.kernels.select; the
+default), in the registry's fixed order (GENPT_KERNELS=first: the fast paths as written, measured on
+another CPU), and with every plain twin (GENPT_KERNELS=plain).
+
+    python bench/step_turns.py --nanogpt .cache/nanogpt --shape small --dropout 0.1 --dtype float32
+    python bench/step_turns.py --nanogpt .cache/nanogpt --shape gpt1 --batch 1 --dtype bfloat16 --rounds 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+from train_throughput import ADAMW, NAMES, SHAPES, WEIGHT_DECAY, build_model, model_config
+from workers import describe_machine, machine
+
+from genpt.kernels import select
+from genpt.train.optimizers import param_groups
+
+GENPT_MODES = {"genpt": "measure", "genpt-first": "first", "genpt-plain": "plain"}
+LABELS = {**NAMES, "genpt": "genpt (measured)", "genpt-first": "genpt (fixed order)",
+          "genpt-plain": "genpt (plain twins)"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", choices=SHAPES, default="small")
+    p.add_argument("--batch", type=int, default=0, help="sequences per step (default: the shape's)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--rounds", type=int, default=8, help="timed rounds (one step of each variant per round)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (genpt measures its kernels here)")
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--nanogpt", metavar="PATH", default="", help="a nanoGPT checkout (the folder of its model.py)")
+    p.add_argument("--impls", default="genpt,genpt-first,nanogpt,hf",
+                   help=f"comma-separated, of {', '.join(LABELS)} (nanogpt needs --nanogpt)")
+    p.add_argument("--save", metavar="PATH", help="also write the results as JSON to PATH")
+    args = p.parse_args(argv)
+    args.vocab, args.pad_vocab = 0, 1  # what train_throughput.model_config reads
+    args.batch = args.batch or SHAPES[args.shape][5]
+    return args
+
+
+def make_step(impl: str, config, args: argparse.Namespace):
+    """One training step of `impl`, as a closure that installs its kernel selection first."""
+    torch.manual_seed(0)
+    model = build_model("genpt" if impl in GENPT_MODES else impl, config, args.nanogpt).train()
+    optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW, fused=True)
+    ids = torch.randint(0, config.vocab_size, (args.batch, config.n_ctx))
+    loss_only = {"return_logits": False} if impl in GENPT_MODES else {}
+    selector = select.Selector(GENPT_MODES[impl]) if impl in GENPT_MODES else None
+
+    def step() -> float:
+        select.use(selector)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
+            loss = model(ids, labels=ids, **loss_only).loss
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    impls = [i for i in args.impls.split(",") if i and (i != "nanogpt" or args.nanogpt)]
+    config = model_config(args)
+    host = machine(args.threads)
+    steps = {impl: make_step(impl, config, args) for impl in impls}
+    times: dict[str, list[float]] = {impl: [] for impl in impls}
+    load = [os.getloadavg()[0]]
+    for r in range(args.warmup + args.rounds):
+        for impl, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if r >= args.warmup:
+                times[impl].append(time.perf_counter() - start)
+    load.append(os.getloadavg()[0])
+    tokens = args.batch * config.n_ctx
+    tps = {impl: tokens / statistics.median(t) for impl, t in times.items()}
+    chosen = sorted({f"{k.partition('|')[0]}={c.chosen}" for k, c in select.selector().cache.choices.items()
+                     if not k.startswith("dtype")}) if "genpt" in impls else []
+    print(describe_machine(host))
+    print(f"shape {args.shape} ({config.n_layer} x {config.n_embd}, context {config.n_ctx}, vocab {config.vocab_size}),"
+          f" batch {args.batch}, {args.dtype}, dropout {args.dropout:g}, {args.threads} threads; median of "
+          f"{args.rounds} rounds in turns after {args.warmup}; load {load[0]:.1f} before, {load[1]:.1f} after")
+    peers = [p for p in ("nanogpt", "hf") if p in tps]
+    print(f"{'variant':<24}{'tokens/s':>10}{'min-max':>16}" + "".join(f"{'vs ' + p:>10}" for p in peers))
+    for impl, t in times.items():
+        spread = f"{tokens / max(t):,.0f}-{tokens / min(t):,.0f}"
+        print(f"{LABELS[impl]:<24}{tps[impl]:>10,.0f}{spread:>16}" + "".join(f"{tps[impl] / tps[p]:>9.2f}x"
+                                                                          for p in peers))
+    if chosen:
+        print("genpt's kernels by measurement (genpt doctor shows the times): " + ", ".join(chosen))
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump({"machine": host, "settings": vars(args), "load": load, "tokens_per_s": tps,
+                       "step_s": times}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""Which alternative of a fast path runs: the fastest measured on this machine, remembered per CPU.
+
+A kernel that wins on one CPU loses on another (oneDNN's float32 linear: 2x faster than MKL on an
+AMD EPYC, slower on an AVX-512 Xeon), so nothing is decided by flags. The first call of a fast path
+with a new signature (its tensors' dtypes and shapes, each dimension but the last rounded up to a
+power of two, the autocast dtype, whether gradients flow) times every alternative that applies, the
+plain twin included, forward and backward on copies of the inputs, in turns, and keeps the fastest;
+the plain twin keeps its place unless another beats it by `MARGIN`. The random state is restored
+afterwards, so measuring changes no result. Choices are cached in
+`genpt.io.cache_dir()/kernels/<CPU>-<model>-torch<version>.json` with the measured times, so each is
+measured once per CPU and PyTorch version; `genpt doctor` prints them.
+
+GENPT_KERNELS overrides, as a comma-separated list:
+  measure (the default) | first (the registry's order, nothing measured) | plain (every plain twin)
+  and `path=alternative` entries that force one path (`linear=plain,lm_loss=chunked`); a forced
+  alternative that does not apply to a call falls back to the plain twin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genpt.errors import GenptError
+from genpt.io import cache_dir, write_json
+from genpt.kernels.measure import cpu_identity, machine_key, median_seconds
+
+log = logging.getLogger("genpt")
+
+MARGIN = 1.03  # a fast path must beat the plain twin by 3% to be kept: noise on shared cores is larger
+ROUNDS = 5  # timed calls of each alternative, in turns; the median is kept
+MODES = ("measure", "first", "plain")
+
+
+@dataclass
+class Choice:
+    """What runs for one signature of one path, and the times that decided it (seconds per call)."""
+
+    chosen: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    reason: str = "measured"
+
+
+def pick(seconds: dict[str, float], plain: str, margin: float = MARGIN) -> str:
+    """The fastest alternative, unless it does not beat `plain` (when measured) by `margin`."""
+    best = min(seconds, key=seconds.__getitem__)
+    if plain in seconds and best != plain and seconds[best] * margin > seconds[plain]:
+        return plain
+    return best
+
+
+def parse_setting(text: str) -> tuple[str, dict[str, str]]:
+    """GENPT_KERNELS's mode and forced `path=alternative` pairs."""
+    mode, forced = "measure", {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "=" in item:
+            path, _, alt = item.partition("=")
+            forced[path.strip()] = alt.strip()
+        elif item in MODES:
+            mode = item
+        else:
+            raise GenptError(f"GENPT_KERNELS: {item!r} is neither one of {', '.join(MODES)} nor path=alternative")
+    return mode, forced
+
+
+def _bucket(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def signature(args: Sequence[Any]) -> str:
+    """The key of a call: each tensor's dtype, gradient flag and shape (all but the last dimension rounded
+    up to a power of two, so one measurement serves every length near it), other arguments as they are,
+    and the autocast dtype."""
+    parts = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            dims = [*(_bucket(d) for d in a.shape[:-1]), *a.shape[-1:]]
+            parts.append(f"{str(a.dtype).removeprefix('torch.')}{'g' if a.requires_grad else ''}"
+                         f"[{'x'.join(map(str, dims))}]")
+        else:
+            parts.append(repr(a))
+    amp = f"autocast={str(torch.get_autocast_dtype('cpu')).removeprefix('torch.')}" \
+        if torch.is_autocast_enabled("cpu") else "autocast=off"
+    return ",".join([*parts, amp, "grad" if torch.is_grad_enabled() else "nograd"])
+
+
+def _copies(args: Sequence[Any]) -> list[Any]:
+    """The arguments with every tensor a fresh leaf (gradients flow to it where they flowed to the original)."""
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            c = a.detach().clone()
+            out.append(c.requires_grad_(a.requires_grad and torch.is_grad_enabled()))
+        else:
+            out.append(a)
+    return out
+
+
+def time_call(run: Callable[..., Any], args: Sequence[Any]) -> Callable[[], None]:
+    """A closure that runs `run(*args)` on copies of the inputs, and its backward where gradients flow."""
+    inputs = _copies(args)
+    leaves = [a for a in inputs if isinstance(a, torch.Tensor) and a.requires_grad]
+
+    def call() -> None:
+        out = run(*inputs)
+        if leaves and isinstance(out, torch.Tensor) and out.requires_grad:
+            out.backward(torch.ones_like(out))
+            for leaf in leaves:
+                leaf.grad = None
+
+    return call
+
+
+def measure(alternatives: dict[str, Callable[..., Any]], args: Sequence[Any], rounds: int = ROUNDS) -> dict[str, float]:
+    """Median seconds of each alternative on `args`, timed in turns after one warm-up call each.
+
+    The CPU random state is restored afterwards: dropout alternatives draw masks while timed."""
+    with torch.random.fork_rng(devices=[]):
+        calls = {name: time_call(run, args) for name, run in alternatives.items()}
+        for call in calls.values():
+            call()
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(rounds):
+            for name, call in calls.items():
+                times[name].append(median_seconds(call, repeats=1, warmup=0))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+class Cache:
+    """Choices by `path|signature`, in memory and in one JSON file per CPU and PyTorch version."""
+
+    def __init__(self, file: Path | None = None):
+        self.file = file
+        self.choices: dict[str, Choice] = {}
+        self._loaded = False
+
+    def _load(self) -> None:
+        self._loaded = True
+        if self.file is None or not self.file.exists():
+            return
+        try:
+            stored = json.loads(self.file.read_text())["choices"]
+            self.choices.update({key: Choice(**value) for key, value in stored.items()} | self.choices)
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged cache is measured again
+            log.warning("%s: unreadable kernel choices (%s); measuring again", self.file, e)
+
+    def get(self, key: str) -> Choice | None:
+        if not self._loaded:
+            self._load()
+        return self.choices.get(key)
+
+    def put(self, key: str, choice: Choice) -> None:
+        if not self._loaded:
+            self._load()
+        self.choices[key] = choice
+        if self.file is None:
+            return
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.file, {"machine": cpu_identity(), "torch": torch.__version__,
+                                   "choices": {k: asdict(v) for k, v in sorted(self.choices.items())}})
+        except OSError as e:  # a read-only cache costs a measurement per process, nothing else
+            log.warning("%s: cannot save kernel choices (%s)", self.file, e)
+
+
+def default_cache_file() -> Path:
+    return cache_dir() / "kernels" / f"{machine_key()}.json"
+
+
+class Selector:
+    """Picks, for a fast path's call, one of the alternatives that apply (the plain twin always does)."""
+
+    def __init__(self, setting: str | None = None, cache: Cache | None = None,
+                 timer: Callable[[dict[str, Callable[..., Any]], Sequence[Any]], dict[str, float]] = measure):
+        self.mode, self.forced = parse_setting(os.environ.get("GENPT_KERNELS", "") if setting is None else setting)
+        self.cache = cache if cache is not None else Cache(default_cache_file())
+        self.timer = timer
+
+    def choose(self, path: str, applicable: dict[str, Callable[..., Any]], plain: str, args: Sequence[Any]) -> str:
+        """The name of the alternative to run. `applicable` holds every alternative that applies to `args`,
+        in the registry's order, the plain twin (`plain`) last."""
+        if path in self.forced:
+            return self.forced[path] if self.forced[path] in applicable else plain
+        if self.mode == "plain" or len(applicable) == 1:
+            return plain
+        if self.mode == "first" or torch.compiler.is_compiling():
+            return next(iter(applicable))
+        key = f"{path}|{signature(args)}"
+        choice = self.cache.get(key)
+        if choice is None or choice.chosen not in applicable or not set(applicable) <= set(choice.seconds):
+            seconds = self.timer(applicable, args)
+            choice = Choice(pick(seconds, plain), seconds)
+            self.cache.put(key, choice)
+            log.info("kernels: %s %s -> %s (%s)", path, key.partition("|")[2], choice.chosen,
+                     ", ".join(f"{n} {s * 1e3:.2f} ms" for n, s in seconds.items()))
+        return choice.chosen
+
+
+_selector: Selector | None = None
+
+
+def selector() -> Selector:
+    """The process's selector, made on first use from GENPT_KERNELS and the cache folder."""
+    global _selector
+    if _selector is None:
+        _selector = Selector()
+    return _selector
+
+
+def use(new: Selector | None) -> Selector | None:
+    """Install `new` as the process's selector (None: make one from GENPT_KERNELS on next use); returns the old."""
+    global _selector
+    old, _selector = _selector, new
+    return old
+
+
+# bf16 autocast against float32, for callers that pick a training precision (the demo, pretrain).
+
+def model_products(n_embd: int, n_inner: int, vocab: int, tokens: int) -> list[tuple[int, int, int]]:
+    """The (rows, in, out) matrix products of one decoder layer and the tied head, for `tokens` rows."""
+    return [(tokens, n_embd, 3 * n_embd), (tokens, n_embd, n_embd), (tokens, n_embd, n_inner),
+            (tokens, n_inner, n_embd), (tokens, n_embd, vocab)]
+
+
+def _product_step(m: int, k: int, n: int, dtype: torch.dtype) -> Callable[[], None]:
+    """A linear layer's forward and both backward products at (m, k, n) in `dtype`."""
+    x = torch.randn(m, k, dtype=dtype)
+    w = torch.randn(n, k, dtype=dtype)
+    g = torch.randn(m, n, dtype=dtype)
+
+    def step() -> None:
+        torch.nn.functional.linear(x, w)
+        g @ w
+        g.T @ x
+
+    return step
+
+
+def measure_dtypes(products: Sequence[tuple[int, int, int]], rounds: int = ROUNDS) -> dict[str, float]:
+    """Seconds of all of `products`' forward and backward products in float32 and in bfloat16, in turns."""
+    steps = {name: [_product_step(*p, dtype) for p in products]
+             for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))}
+    calls = {name: (lambda fns=fns: [fn() for fn in fns]) for name, fns in steps.items()}
+    for call in calls.values():
+        call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def best_dtype(products: Sequence[tuple[int, int, int]], *, margin: float = 1.15,
+               timer: Callable[[Sequence[tuple[int, int, int]]], dict[str, float]] = measure_dtypes) -> Choice:
+    """"float32" or "bfloat16" (autocast) for a model whose products are `products` (`model_products`), on
+    this CPU: bf16 only where its products are at least `margin` faster (the element-wise work around
+    them does not speed up, and bf16 costs accuracy). Measured once per CPU, cached like the kernels;
+    GENPT_KERNELS=dtype=float32 (or bfloat16) forces it."""
+    sel = selector()
+    if "dtype" in sel.forced:
+        return Choice(sel.forced["dtype"], reason="forced by GENPT_KERNELS")
+    key = "dtype|" + ";".join("x".join(map(str, p)) for p in products)
+    choice = sel.cache.get(key)
+    if choice is None:
+        seconds = timer(products)
+        choice = Choice(pick(seconds, "float32", margin), seconds)
+        sel.cache.put(key, choice)
+    return choice
+
+
+__all__ = ["MARGIN", "Cache", "Choice", "Selector", "best_dtype", "measure", "measure_dtypes", "model_products",
+           "parse_setting", "pick", "selector", "signature", "use"]

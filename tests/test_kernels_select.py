@@ -1,0 +1,147 @@
+"""Run-time kernel selection: the measured fastest runs, the plain twin when a fast path is slower or does not
+apply, choices survive in the cache file, GENPT_KERNELS forces. Timings are injected: nothing here times."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genpt import kernels
+from genpt.errors import GenptError
+from genpt.kernels import select
+from genpt.kernels.registry import Alternative, FastPath
+
+
+def fixed_timer(seconds: dict[str, float], calls: list[dict]):
+    def timer(applicable, args):
+        calls.append(dict(applicable))
+        return {name: seconds[name] for name in applicable}
+
+    return timer
+
+
+def double_path(fast_applies=lambda *a: True) -> FastPath:
+    return FastPath("double",
+                    Alternative("fast", fast_applies, lambda x: x * 2),
+                    Alternative("plain", lambda *a: True, lambda x: x + x))
+
+
+@pytest.fixture
+def installed():
+    """Install a selector for the test, restoring the process's afterwards."""
+    saved = select.use(None)
+    yield lambda sel: select.use(sel)
+    select.use(saved)
+
+
+def test_a_slower_fast_path_falls_back_to_the_plain_twin(installed, tmp_path):
+    calls = []
+    installed(select.Selector("measure", select.Cache(tmp_path / "c.json"), fixed_timer({"fast": 2.0, "plain": 1.0},
+                                                                                        calls)))
+    path = double_path()
+    assert path.choose(torch.ones(3)).name == "plain"
+    assert set(calls[0]) == {"fast", "plain"}
+
+
+def test_a_faster_fast_path_is_kept_and_measured_once_per_signature(installed, tmp_path):
+    calls = []
+    installed(select.Selector("measure", select.Cache(tmp_path / "c.json"), fixed_timer({"fast": 1.0, "plain": 2.0},
+                                                                                        calls)))
+    path = double_path()
+    for _ in range(3):
+        assert path.choose(torch.ones(4, 8)).name == "fast"
+    assert path.choose(torch.ones(3, 8)).name == "fast"  # 3 rows round up to 4: the same signature
+    assert len(calls) == 1
+    path.choose(torch.ones(4, 5))
+    assert len(calls) == 2
+
+
+def test_a_fast_path_that_does_not_apply_is_neither_measured_nor_run(installed, tmp_path):
+    calls = []
+    installed(select.Selector("measure", select.Cache(tmp_path / "c.json"), fixed_timer({"fast": 0.1, "plain": 1.0},
+                                                                                        calls)))
+    path = double_path(fast_applies=lambda x: False)
+    assert path.choose(torch.ones(3)).name == "plain"
+    assert calls == []
+
+
+def test_a_fast_path_within_the_margin_of_the_plain_one_loses():
+    assert select.pick({"fast": 1.0, "plain": 1.0 * select.MARGIN * 0.999}, "plain") == "plain"
+    assert select.pick({"fast": 1.0, "plain": 1.0 * select.MARGIN * 1.01}, "plain") == "fast"
+
+
+def test_choices_are_read_back_from_the_cache_file_without_measuring(installed, tmp_path):
+    calls = []
+    file = tmp_path / "kernels" / "cpu.json"
+    installed(select.Selector("measure", select.Cache(file), fixed_timer({"fast": 1.0, "plain": 2.0}, calls)))
+    double_path().choose(torch.ones(8))
+    assert file.exists() and len(calls) == 1
+    installed(select.Selector("measure", select.Cache(file), fixed_timer({"fast": 1.0, "plain": 2.0}, calls)))
+    assert double_path().choose(torch.ones(8)).name == "fast"
+    assert len(calls) == 1
+
+
+def test_a_damaged_cache_file_is_measured_again(installed, tmp_path):
+    file = tmp_path / "c.json"
+    file.write_text("{not json")
+    calls = []
+    installed(select.Selector("measure", select.Cache(file), fixed_timer({"fast": 3.0, "plain": 2.0}, calls)))
+    assert double_path().choose(torch.ones(8)).name == "plain"
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("double=fast", "fast"), ("double=plain", "plain"),
+                                                   ("plain", "plain"), ("first", "fast")])
+def test_the_setting_forces_a_choice_without_measuring(installed, tmp_path, setting, expected):
+    calls = []
+    installed(select.Selector(setting, select.Cache(tmp_path / "c.json"), fixed_timer({"fast": 2.0, "plain": 1.0},
+                                                                                      calls)))
+    assert double_path().choose(torch.ones(3)).name == expected
+    assert calls == []
+
+
+def test_a_forced_alternative_that_does_not_apply_falls_back_to_the_plain_twin(installed, tmp_path):
+    installed(select.Selector("double=fast", select.Cache(tmp_path / "c.json")))
+    assert double_path(fast_applies=lambda x: False).choose(torch.ones(3)).name == "plain"
+
+
+def test_an_unknown_setting_is_one_clear_error():
+    with pytest.raises(GenptError, match="GENPT_KERNELS"):
+        select.parse_setting("fastest")
+
+
+def test_measuring_restores_the_random_state_and_times_the_backward():
+    x = torch.randn(64, 32, requires_grad=True)
+    state = torch.get_rng_state()
+    seconds = select.measure({"lanes": lambda x: kernels.dropout(x, 0.1, True), "plain": lambda x: F.dropout(x, 0.1)},
+                             [x], rounds=2)
+    assert set(seconds) == {"lanes", "plain"} and all(s > 0 for s in seconds.values())
+    assert torch.equal(torch.get_rng_state(), state)
+    assert x.grad is None  # the measurement ran on copies
+
+
+def test_the_model_trains_the_same_through_measured_kernels(installed, tmp_path):
+    """Whatever wins, the measured selection runs a real alternative: one step's loss matches the plain twins'."""
+    from genpt.config import ModelConfig
+    from genpt.model import GPT
+
+    config = ModelConfig(vocab_size=64, n_ctx=16, n_embd=32, n_layer=1, n_head=2, embd_pdrop=0.0, attn_pdrop=0.0,
+                         resid_pdrop=0.0)
+    ids = torch.randint(0, 64, (2, 16))
+    losses = {}
+    for setting in ("plain", "measure"):
+        installed(select.Selector(setting, select.Cache(tmp_path / "c.json")))
+        torch.manual_seed(0)
+        losses[setting] = GPT(config).train()(ids, labels=ids, return_logits=False).loss
+    torch.testing.assert_close(losses["measure"], losses["plain"])
+
+
+def test_best_dtype_keeps_float32_unless_bf16_products_are_clearly_faster(installed, tmp_path):
+    installed(select.Selector("measure", select.Cache(tmp_path / "c.json")))
+    products = select.model_products(32, 128, 64, 16)
+    slow = select.best_dtype(products, timer=lambda p: {"float32": 1.0, "bfloat16": 0.95})
+    assert slow.chosen == "float32"
+    installed(select.Selector("measure", select.Cache(tmp_path / "d.json")))
+    fast = select.best_dtype(products, timer=lambda p: {"float32": 1.0, "bfloat16": 0.2})
+    assert fast.chosen == "bfloat16" and fast.seconds == {"float32": 1.0, "bfloat16": 0.2}
+    installed(select.Selector("dtype=float32", select.Cache(tmp_path / "d.json")))
+    assert select.best_dtype(products).chosen == "float32"
