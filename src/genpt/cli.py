@@ -270,6 +270,14 @@ def cmd_study(args: argparse.Namespace) -> None:
     print(f"report written to {path}")
 
 
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from genpt.config import load_pretrain_config
+    from genpt.doctor import diagnose, format_diagnosis
+
+    config = load_pretrain_config(args.config, list(args.set))
+    print(format_diagnosis(diagnose(config.model, args.batch or config.train.micro_batch)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genpt", description="Generative pre-training and discriminative fine-tuning (GPT-1)."
@@ -433,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=4.0, help="pre-training time budget")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("doctor", help="the CPU, and the kernels and precision chosen for a model on it, with timings")
+    p.add_argument("--config", help="a pretrain TOML file (default: GPT-1's settings)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set model.n_layer=6 (repeatable)")
+    p.add_argument("--batch", type=int, default=0, help="sequences per forward pass (default: the config's)")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -184,24 +184,30 @@ class Selector:
         self.mode, self.forced = parse_setting(os.environ.get("GENPT_KERNELS", "") if setting is None else setting)
         self.cache = cache if cache is not None else Cache(default_cache_file())
         self.timer = timer
+        self.used: dict[str, Choice] = {}  # what each signature met in this process ran, for `genpt doctor`
 
     def choose(self, path: str, applicable: dict[str, Callable[..., Any]], plain: str, args: Sequence[Any]) -> str:
         """The name of the alternative to run. `applicable` holds every alternative that applies to `args`,
         in the registry's order, the plain twin (`plain`) last."""
-        if path in self.forced:
-            return self.forced[path] if self.forced[path] in applicable else plain
-        if self.mode == "plain" or len(applicable) == 1:
-            return plain
-        if self.mode == "first" or torch.compiler.is_compiling():
-            return next(iter(applicable))
+        if torch.compiler.is_compiling():
+            return next(iter(applicable))  # nothing to time while tracing; the fast paths step aside themselves
         key = f"{path}|{signature(args)}"
-        choice = self.cache.get(key)
-        if choice is None or choice.chosen not in applicable or not set(applicable) <= set(choice.seconds):
-            seconds = self.timer(applicable, args)
-            choice = Choice(pick(seconds, plain), seconds)
-            self.cache.put(key, choice)
-            log.info("kernels: %s %s -> %s (%s)", path, key.partition("|")[2], choice.chosen,
-                     ", ".join(f"{n} {s * 1e3:.2f} ms" for n, s in seconds.items()))
+        if path in self.forced:
+            choice = Choice(self.forced[path] if self.forced[path] in applicable else plain,
+                            reason="forced by GENPT_KERNELS")
+        elif self.mode != "measure" or len(applicable) == 1:
+            choice = Choice(plain if self.mode == "plain" else next(iter(applicable)),
+                            reason=f"GENPT_KERNELS={self.mode}" if self.mode != "measure" else "only one applies")
+        else:
+            choice = self.cache.get(key)
+            if choice is None or choice.chosen not in applicable or not set(applicable) <= set(choice.seconds):
+                seconds = self.timer(applicable, args)
+                choice = Choice(pick(seconds, plain), seconds)
+                self.cache.put(key, choice)
+                log.info("kernels: %s %s -> %s (%s)", path, key.partition("|")[2], choice.chosen,
+                         ", ".join(f"{n} {s * 1e3:.2f} ms" for n, s in seconds.items()))
+        if key not in self.used:
+            self.used[key] = choice
         return choice.chosen
 
 
@@ -266,10 +272,14 @@ def best_dtype(products: Sequence[tuple[int, int, int]], *, margin: float = 1.15
     """"float32" or "bfloat16" (autocast) for a model whose products are `products` (`model_products`), on
     this CPU: bf16 only where its products are at least `margin` faster (the element-wise work around
     them does not speed up, and bf16 costs accuracy). Measured once per CPU, cached like the kernels;
-    GENPT_KERNELS=dtype=float32 (or bfloat16) forces it."""
+    GENPT_KERNELS=dtype=float32 (or bfloat16) forces it; GENPT_KERNELS=first or plain gives float32."""
     sel = selector()
     if "dtype" in sel.forced:
+        if sel.forced["dtype"] not in ("float32", "bfloat16"):
+            raise GenptError(f"GENPT_KERNELS: dtype={sel.forced['dtype']} should be float32 or bfloat16")
         return Choice(sel.forced["dtype"], reason="forced by GENPT_KERNELS")
+    if sel.mode != "measure":
+        return Choice("float32", reason=f"GENPT_KERNELS={sel.mode}")
     key = "dtype|" + ";".join("x".join(map(str, p)) for p in products)
     choice = sel.cache.get(key)
     if choice is None:
