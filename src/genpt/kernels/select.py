@@ -38,6 +38,7 @@ log = logging.getLogger("genpt")
 
 MARGIN = 1.03  # a fast path must beat the plain twin by 3% to be kept: noise on shared cores is larger
 ROUNDS = 5  # timed calls of each alternative, in turns; the median is kept
+BUDGET_S = 10.0  # fewer rounds where one round takes longer (GPT-1's LM loss at batch 32: seconds a call)
 MODES = ("measure", "first", "plain")
 
 
@@ -121,13 +122,16 @@ def time_call(run: Callable[..., Any], args: Sequence[Any]) -> Callable[[], None
 
 
 def measure(alternatives: dict[str, Callable[..., Any]], args: Sequence[Any], rounds: int = ROUNDS) -> dict[str, float]:
-    """Median seconds of each alternative on `args`, timed in turns after one warm-up call each.
+    """Median seconds of each alternative on `args`, timed in turns after one warm-up call each (`rounds`
+    rounds, fewer where they would take over BUDGET_S).
 
     The CPU random state is restored afterwards: dropout alternatives draw masks while timed."""
     with torch.random.fork_rng(devices=[]):
         calls = {name: time_call(run, args) for name, run in alternatives.items()}
+        start = time.perf_counter()
         for call in calls.values():
             call()
+        rounds = max(1, min(rounds, int(BUDGET_S / (time.perf_counter() - start))))
         times: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(rounds):
             for name, call in calls.items():
