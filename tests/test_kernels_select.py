@@ -48,11 +48,13 @@ def test_a_faster_fast_path_is_kept_and_measured_once_per_signature(installed, t
                                                                                         calls)))
     path = double_path()
     for _ in range(3):
-        assert path.choose(torch.ones(4, 8)).name == "fast"
-    assert path.choose(torch.ones(3, 8)).name == "fast"  # 3 rows round up to 4: the same signature
+        assert path.choose(torch.ones(2, 4, 8)).name == "fast"
+    assert path.choose(torch.ones(2, 3, 8)).name == "fast"  # a length of 3 rounds up to 4: the same signature
     assert len(calls) == 1
-    path.choose(torch.ones(4, 5))
-    assert len(calls) == 2
+    path.choose(torch.ones(2, 4, 5))
+    path.choose(torch.ones(3, 8))  # two dimensions (a weight): exact
+    path.choose(torch.ones(4, 8))
+    assert len(calls) == 4
 
 
 def test_a_fast_path_that_does_not_apply_is_neither_measured_nor_run(installed, tmp_path):

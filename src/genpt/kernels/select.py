@@ -2,8 +2,8 @@
 
 A kernel that wins on one CPU loses on another (oneDNN's float32 linear: 2x faster than MKL on an
 AMD EPYC, slower on an AVX-512 Xeon), so nothing is decided by flags. The first call of a fast path
-with a new signature (its tensors' dtypes and shapes, each dimension but the last rounded up to a
-power of two, the autocast dtype, whether gradients flow) times every alternative that applies, the
+with a new signature (its tensors' dtypes and shapes, the batch and length rounded up to a power of
+two, the autocast dtype, whether gradients flow) times every alternative that applies, the
 plain twin included, forward and backward on copies of the inputs, in turns, and keeps the fastest;
 the plain twin keeps its place unless another beats it by `MARGIN`. The random state is restored
 afterwards, so measuring changes no result. Choices are cached in
@@ -78,13 +78,13 @@ def _bucket(n: int) -> int:
 
 
 def signature(args: Sequence[Any]) -> str:
-    """The key of a call: each tensor's dtype, gradient flag and shape (all but the last dimension rounded
-    up to a power of two, so one measurement serves every length near it), other arguments as they are,
-    and the autocast dtype."""
+    """The key of a call: each tensor's dtype, gradient flag and shape (for activations, of 3 dimensions or
+    more, all but the last rounded up to a power of two, so one measurement serves every batch and length
+    near it; weights exact), other arguments as they are, the autocast dtype and whether gradients flow."""
     parts = []
     for a in args:
         if isinstance(a, torch.Tensor):
-            dims = [*(_bucket(d) for d in a.shape[:-1]), *a.shape[-1:]]
+            dims = [*(_bucket(d) for d in a.shape[:-1]), *a.shape[-1:]] if a.dim() >= 3 else list(a.shape)
             parts.append(f"{str(a.dtype).removeprefix('torch.')}{'g' if a.requires_grad else ''}"
                          f"[{'x'.join(map(str, dims))}]")
         else:
