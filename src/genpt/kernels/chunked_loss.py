@@ -5,7 +5,9 @@ Projecting every position onto the vocabulary and taking the cross-entropy the p
 zeroed NLL gradient and the head's two gradient products: on the small shape 67 MB, six times a
 step. Here the rows go through in chunks that stay in cache: each chunk's logits give its share of
 the loss and, at once, its gradients (softmax minus one-hot, over the number of scored positions),
-which the backward pass only scales. The products go through oneDNN (genpt.kernels.onednn). The loss and gradients
+which the backward pass only scales. The products go through oneDNN (genpt.kernels.onednn) or, in the
+`chunked_mm` twin, PyTorch's default (MKL for float32), whichever genpt.kernels.select measures faster:
+on an AVX-512 Xeon MKL's are, on an AMD EPYC oneDNN's. The loss and gradients
 are those of `F.cross_entropy(h @ weight.T, targets, ignore_index=IGNORE_INDEX)` (mean over the
 scored positions), to float32 rounding; under bfloat16 autocast the products run in bfloat16 and
 the softmax in float32, as autocast does on the plain path. GPUs and torch.compile keep the plain
@@ -29,29 +31,38 @@ def rows_per_chunk(vocab: int) -> int:
     return max(MIN_ROWS, CHUNK_ELEMENTS // vocab)
 
 
-def applies(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> bool:
+def mm_applies(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> bool:
     """On the CPU, when the logits span several chunks: with one or two, the plain path's fewer
     products win (GPT-1's shape at batch 1: 511 rows of 40,478 logits, 10% faster plain)."""
     rows = h.numel() // h.size(-1)
-    return (h.device.type == "cpu" and onednn.ENABLED and not torch.compiler.is_compiling()
-            and rows > 4 * rows_per_chunk(vocab))
+    return h.device.type == "cpu" and not torch.compiler.is_compiling() and rows > 4 * rows_per_chunk(vocab)
+
+
+def applies(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> bool:
+    """As `mm_applies`, where oneDNN is there."""
+    return onednn.ENABLED and mm_applies(h, weight, targets, vocab)
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b.T by PyTorch's default product (MKL for float32 on the CPU)."""
+    return torch.mm(a, b.t())
 
 
 class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, mm=product) -> torch.Tensor:
         mm_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
         with torch.autocast("cpu", enabled=False):
-            return _forward(ctx, h, weight, targets, mm_dtype)
+            return _forward(ctx, h, weight, targets, mm_dtype, mm)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         grad_h, grad_w = ctx.saved_tensors
-        return grad_h.mul_(grad), grad_w.mul_(grad), None
+        return grad_h.mul_(grad), grad_w.mul_(grad), None, None
 
 
-def _forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, mm_dtype: torch.dtype):
+def _forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, mm_dtype: torch.dtype, mm):
     n, vocab = h.size(0), weight.size(0)
     scored = targets != IGNORE_INDEX
     count = max(int(scored.sum()), 1)
@@ -65,7 +76,7 @@ def _forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
     for start in range(0, n, rows):
         hc = h[start : start + rows].to(mm_dtype)
         tc, sc = targets[start : start + rows], scored[start : start + rows]
-        logits = product(hc, w).float()
+        logits = mm(hc, w).float()
         lse = torch.logsumexp(logits, dim=-1)
         safe = tc.clamp_min(0)[:, None]
         total += ((lse - logits.gather(1, safe).squeeze(1)) * sc).sum(dtype=torch.float64)
@@ -75,9 +86,9 @@ def _forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
         probs.scatter_add_(1, safe, -sc[:, None].float())  # minus the one-hot target, on scored rows
         probs.mul_((sc.float() / count)[:, None])  # rows that score nothing get no gradient
         g = probs.to(mm_dtype)
-        grad_h[start : start + rows] = product(g, w_t)
+        grad_h[start : start + rows] = mm(g, w_t)
         # This chunk's share of the weight gradient, transposed: (n_embd, vocab) is the faster layout.
-        part = product(hc.t(), g.t()).float()
+        part = mm(hc.t(), g.t()).float()
         grad_w_t = part if grad_w_t is None else grad_w_t.add_(part)
     if want_grad:
         ctx.save_for_backward(grad_h.to(h.dtype), grad_w_t.t().contiguous().to(weight.dtype))
@@ -89,10 +100,15 @@ def chunked_lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor
     return _ChunkedLinearCrossEntropy.apply(h.reshape(-1, h.size(-1)), weight[:vocab], targets.reshape(-1))
 
 
+def chunked_mm_lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
+    """`chunked_lm_loss` with PyTorch's default products (where `mm_applies`)."""
+    return _ChunkedLinearCrossEntropy.apply(h.reshape(-1, h.size(-1)), weight[:vocab], targets.reshape(-1), _mm)
+
+
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
     """Mean cross-entropy over the first `vocab` logits, in float32, skipping IGNORE_INDEX targets."""
     logits = logits[..., :vocab] if logits.size(-1) > vocab else logits
     return F.cross_entropy(logits.reshape(-1, vocab).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
-__all__ = ["applies", "chunked_lm_loss", "cross_entropy", "rows_per_chunk"]
+__all__ = ["applies", "chunked_lm_loss", "chunked_mm_lm_loss", "cross_entropy", "mm_applies", "rows_per_chunk"]
