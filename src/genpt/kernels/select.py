@@ -277,21 +277,30 @@ def best_dtype(products: Sequence[tuple[int, int, int]], *, margin: float = 1.15
     this CPU: bf16 only where its products are at least `margin` faster (the element-wise work around
     them does not speed up, and bf16 costs accuracy). Measured once per CPU, cached like the kernels;
     GENPT_KERNELS=dtype=float32 (or bfloat16) forces it; GENPT_KERNELS=first or plain gives float32."""
-    sel = selector()
-    if "dtype" in sel.forced:
-        if sel.forced["dtype"] not in ("float32", "bfloat16"):
-            raise GenptError(f"GENPT_KERNELS: dtype={sel.forced['dtype']} should be float32 or bfloat16")
-        return Choice(sel.forced["dtype"], reason="forced by GENPT_KERNELS")
-    if sel.mode != "measure":
-        return Choice("float32", reason=f"GENPT_KERNELS={sel.mode}")
+    forced = selector().forced.get("dtype")
+    if forced not in (None, "float32", "bfloat16"):
+        raise GenptError(f"GENPT_KERNELS: dtype={forced} should be float32 or bfloat16")
     key = "dtype|" + ";".join("x".join(map(str, p)) for p in products)
+    return remembered(key, lambda: timer(products), "float32", margin=margin)
+
+
+def remembered(key: str, measure: Callable[[], dict[str, float]], plain: str, *, margin: float = MARGIN) -> Choice:
+    """A choice measured once per CPU and PyTorch version and cached with the kernels': `measure()` gives
+    seconds per alternative, `plain` wins unless beaten by `margin`. `key` is "what|shape" ("dtype|..."):
+    GENPT_KERNELS=what=NAME forces NAME, and =first or =plain give `plain` without measuring."""
+    sel = selector()
+    what = key.partition("|")[0]
+    if what in sel.forced:
+        return Choice(sel.forced[what], reason="forced by GENPT_KERNELS")
+    if sel.mode != "measure":
+        return Choice(plain, reason=f"GENPT_KERNELS={sel.mode}")
     choice = sel.cache.get(key)
     if choice is None:
-        seconds = timer(products)
-        choice = Choice(pick(seconds, "float32", margin), seconds)
+        seconds = measure()
+        choice = Choice(pick(seconds, plain, margin), seconds)
         sel.cache.put(key, choice)
     return choice
 
 
 __all__ = ["MARGIN", "Cache", "Choice", "Selector", "best_dtype", "measure", "measure_dtypes", "model_products",
-           "parse_setting", "pick", "selector", "signature", "use"]
+           "parse_setting", "pick", "remembered", "selector", "signature", "use"]
