@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import torch
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     host = machine(args.threads)
     steps = {impl: make_step(impl, config, args) for impl in impls}
     times: dict[str, list[float]] = {impl: [] for impl in impls}
+    tokens = args.batch * config.n_ctx
     load = [os.getloadavg()[0]]
     for r in range(args.warmup + args.rounds):
         for impl, step in steps.items():
@@ -87,8 +89,9 @@ def main(argv: list[str] | None = None) -> None:
             step()
             if r >= args.warmup:
                 times[impl].append(time.perf_counter() - start)
+        print(f"  round {r + 1}/{args.warmup + args.rounds}: " + ", ".join(
+            f"{impl} {tokens / t[-1]:,.0f} tok/s" for impl, t in times.items() if t), file=sys.stderr, flush=True)
     load.append(os.getloadavg()[0])
-    tokens = args.batch * config.n_ctx
     tps = {impl: tokens / statistics.median(t) for impl, t in times.items()}
     chosen = sorted({f"{k.partition('|')[0]}={c.chosen}" for k, c in select.selector().cache.choices.items()
                      if not k.startswith("dtype")}) if "genpt" in impls else []
