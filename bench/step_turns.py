@@ -20,6 +20,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 
 import torch
 from train_throughput import ADAMW, NAMES, SHAPES, WEIGHT_DECAY, build_model, model_config
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_step(impl: str, config, args: argparse.Namespace):
-    """One training step of `impl`, as a closure that installs its kernel selection first."""
+    """One training step of `impl`, as a closure that installs its kernel selection first, and the selection."""
     torch.manual_seed(0)
     model = build_model("genpt" if impl in GENPT_MODES else impl, config, args.nanogpt).train()
     optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW, fused=True)
@@ -70,7 +71,7 @@ def make_step(impl: str, config, args: argparse.Namespace):
         optimizer.step()
         return loss.item()
 
-    return step
+    return step, selector
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     impls = [i for i in args.impls.split(",") if i and (i != "nanogpt" or args.nanogpt)]
     config = model_config(args)
     host = machine(args.threads)
-    steps = {impl: make_step(impl, config, args) for impl in impls}
+    made = {impl: make_step(impl, config, args) for impl in impls}
+    steps = {impl: step for impl, (step, _) in made.items()}
     times: dict[str, list[float]] = {impl: [] for impl in impls}
     tokens = args.batch * config.n_ctx
     load = [os.getloadavg()[0]]
@@ -93,24 +95,30 @@ def main(argv: list[str] | None = None) -> None:
             f"{impl} {tokens / t[-1]:,.0f} tok/s" for impl, t in times.items() if t), file=sys.stderr, flush=True)
     load.append(os.getloadavg()[0])
     tps = {impl: tokens / statistics.median(t) for impl, t in times.items()}
-    chosen = sorted({f"{k.partition('|')[0]}={c.chosen}" for k, c in select.selector().cache.choices.items()
-                     if not k.startswith("dtype")}) if "genpt" in impls else []
+    # Each round's ratio, then their median: drift between rounds cancels out.
+    paired = {(impl, peer): statistics.median(b / a for a, b in zip(times[impl], times[peer], strict=True))
+              for impl in impls for peer in ("nanogpt", "hf") if peer in times}
+    used = made["genpt"][1].used if "genpt" in made else {}
+    chosen = sorted(Counter(f"{key.partition('|')[0]}={c.chosen}" for key, c in used.items()).items())
     print(describe_machine(host))
     print(f"shape {args.shape} ({config.n_layer} x {config.n_embd}, context {config.n_ctx}, vocab {config.vocab_size}),"
           f" batch {args.batch}, {args.dtype}, dropout {args.dropout:g}, {args.threads} threads; median of "
           f"{args.rounds} rounds in turns after {args.warmup}; load {load[0]:.1f} before, {load[1]:.1f} after")
     peers = [p for p in ("nanogpt", "hf") if p in tps]
-    print(f"{'variant':<24}{'tokens/s':>10}{'min-max':>16}" + "".join(f"{'vs ' + p:>10}" for p in peers))
+    print(f"{'variant':<24}{'tokens/s':>10}{'min-max':>16}" + "".join(f"{'vs ' + p:>12}" for p in peers)
+          + "  (ratios: median of each round's)")
     for impl, t in times.items():
         spread = f"{tokens / max(t):,.0f}-{tokens / min(t):,.0f}"
-        print(f"{LABELS[impl]:<24}{tps[impl]:>10,.0f}{spread:>16}" + "".join(f"{tps[impl] / tps[p]:>9.2f}x"
+        print(f"{LABELS[impl]:<24}{tps[impl]:>10,.0f}{spread:>16}" + "".join(f"{paired[impl, p]:>11.2f}x"
                                                                           for p in peers))
     if chosen:
-        print("genpt's kernels by measurement (genpt doctor shows the times): " + ", ".join(chosen))
+        print("genpt's kernels by measurement (number of call shapes; genpt doctor shows the times): "
+              + ", ".join(f"{name} x{n}" for name, n in chosen))
     if args.save:
         with open(args.save, "w") as f:
             json.dump({"machine": host, "settings": vars(args), "load": load, "tokens_per_s": tps,
-                       "step_s": times}, f, indent=2)
+                       "step_s": times, "ratios": {f"{a}/{b}": r for (a, b), r in paired.items()},
+                       "chosen": dict(chosen)}, f, indent=2)
 
 
 if __name__ == "__main__":
