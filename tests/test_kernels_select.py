@@ -167,3 +167,15 @@ def test_a_forced_dtype_must_be_float32_or_bfloat16(installed, tmp_path):
     installed(select.Selector("dtype=float16", select.Cache(tmp_path / "c.json")))
     with pytest.raises(GenptError, match="dtype=float16"):
         select.best_dtype([(8, 8, 8)])
+
+
+def test_forgetting_the_cache_measures_again(installed, tmp_path):
+    calls = []
+    file = tmp_path / "c.json"
+    sel = select.Selector("measure", select.Cache(file), fixed_timer({"fast": 1.0, "plain": 2.0}, calls))
+    installed(sel)
+    double_path().choose(torch.ones(8))
+    sel.cache.forget()
+    assert not file.exists()
+    double_path().choose(torch.ones(8))
+    assert len(calls) == 2

@@ -275,7 +275,7 @@ def cmd_doctor(args: argparse.Namespace) -> None:
     from genpt.doctor import diagnose, format_diagnosis
 
     config = load_pretrain_config(args.config, list(args.set))
-    print(format_diagnosis(diagnose(config.model, args.batch or config.train.micro_batch)))
+    print(format_diagnosis(diagnose(config.model, args.batch or config.train.micro_batch, args.remeasure)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -447,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set model.n_layer=6 (repeatable)")
     p.add_argument("--batch", type=int, default=0, help="sequences per forward pass (default: the config's)")
+    p.add_argument("--remeasure", action="store_true", help="forget this CPU's cached choices and measure again")
     p.set_defaults(func=cmd_doctor)
     return parser
 

@@ -30,9 +30,12 @@ class Diagnosis:
     dtype: select.Choice  # bf16 autocast or float32, from the model's products
 
 
-def diagnose(model: ModelConfig, batch: int) -> Diagnosis:
-    """Run one training step of `model` at `batch` sequences in each precision, and gather what ran."""
+def diagnose(model: ModelConfig, batch: int, remeasure: bool = False) -> Diagnosis:
+    """Run one training step of `model` at `batch` sequences in each precision, and gather what ran;
+    `remeasure` forgets this CPU's cached choices first."""
     sel = select.selector()
+    if remeasure:
+        sel.cache.forget()
     ids = torch.randint(0, model.vocab_size, (batch, model.n_ctx))
     kernels: dict[str, dict[str, select.Choice]] = {}
     for dtype in DTYPES:

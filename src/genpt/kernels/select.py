@@ -176,6 +176,13 @@ class Cache:
             log.warning("%s: cannot save kernel choices (%s)", self.file, e)
 
 
+    def forget(self) -> None:
+        """Drop every choice, here and in the file: the next calls measure again (a quieter machine, new kernels)."""
+        self.choices, self._loaded = {}, True
+        if self.file is not None:
+            self.file.unlink(missing_ok=True)
+
+
 def default_cache_file() -> Path:
     return cache_dir() / "kernels" / f"{machine_key()}.json"
 
