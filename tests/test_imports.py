@@ -21,7 +21,7 @@ LAYER_OF = {
     "genpt.scoring": "model", "genpt.evaluation": "model",
     "genpt.checkpoint": "formats", "genpt.load": "formats", "genpt.interop": "formats",
     "genpt.train": "training",
-    "genpt.demo": "workflows", "genpt.predict": "workflows", "genpt.study": "workflows",
+    "genpt.demo": "workflows", "genpt.predict": "workflows", "genpt.study": "workflows", "genpt.doctor": "workflows",
     "genpt.cli": "faces", "genpt.serve": "faces", "genpt.__main__": "faces",
     "genpt": "faces",  # the package's own __init__: re-exports for users
 }

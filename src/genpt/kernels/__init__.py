@@ -1,9 +1,10 @@
 """The one place the model asks for its fast paths: linear, dropout, attention, the LM loss.
 
-Each is a `FastPath` of named alternatives (genpt.kernels.registry): the measured CPU kernels first,
-each applying only to the inputs it serves, and the plain PyTorch twin last, which serves the rest
-(GPUs, torch.compile, other dtypes). The model calls `linear`, `dropout`, `attention` and `lm_loss`
-and does not know which alternative ran; `disable("linear.onednn", ...)` switches alternatives off
+Each is a `FastPath` of named alternatives (genpt.kernels.registry): the CPU kernels first, each
+applying only to the inputs it serves, and the plain PyTorch twin last, which serves the rest (GPUs,
+torch.compile, other dtypes). Of those that apply, the one measured fastest on this CPU runs
+(genpt.kernels.select). The model calls `linear`, `dropout`, `attention` and `lm_loss` and does not
+know which alternative ran; `disable("linear.onednn", ...)` switches alternatives off
 for a block (the parity tests and bench/cpu_ablation.py). What each gains: docs/performance.md.
 """
 
