@@ -62,6 +62,8 @@ def format_diagnosis(d: Diagnosis) -> str:
         for key, choice in used.items():
             path, _, sig = key.partition("|")
             times = ", ".join(f"{name} {s * 1e3:.2f} ms" for name, s in choice.seconds.items())
+            if times:
+                times += f" (load {choice.load:.1f} a core)"
             lines.append(f"  {path:<10}{choice.chosen:<13}{times or choice.reason}  [{sig}]")
     times = ", ".join(f"{name} {s * 1e3:.1f} ms" for name, s in d.dtype.seconds.items())
     lines.append(f"\nprecision for training: {d.dtype.chosen} ({times or d.dtype.reason}: the model's products, "

@@ -8,7 +8,8 @@ plain twin included, forward and backward on copies of the inputs, in turns, and
 the plain twin keeps its place unless another beats it by `MARGIN`. The random state is restored
 afterwards, so measuring changes no result. Choices are cached in
 `genpt.io.cache_dir()/kernels/<CPU>-<model>-torch<version>.json` with the measured times, so each is
-measured once per CPU and PyTorch version; `genpt doctor` prints them.
+measured once per CPU and PyTorch version (again if it was measured on an oversubscribed machine
+that has since quietened); `genpt doctor` prints them, `genpt doctor --remeasure` starts over.
 
 GENPT_KERNELS overrides, as a comma-separated list:
   measure (the default) | first (the registry's order, nothing measured) | plain (every plain twin)
@@ -49,6 +50,19 @@ class Choice:
     chosen: str
     seconds: dict[str, float] = field(default_factory=dict)
     reason: str = "measured"
+    load: float = 0.0  # the 1-minute load average per core when measured: other work skews small kernels most
+
+
+def load_per_core() -> float:
+    return os.getloadavg()[0] / (os.cpu_count() or 1) if hasattr(os, "getloadavg") else 0.0
+
+
+def stale(choice: Choice | None) -> bool:
+    """Missing, or measured on an oversubscribed machine (over 2 runnable threads a core) that has since
+    quietened to half that: then the ranking of many small kernels against few large ones may turn."""
+    if choice is None:
+        return True
+    return choice.load > 2.0 and load_per_core() < choice.load / 2
 
 
 def pick(seconds: dict[str, float], plain: str, margin: float = MARGIN) -> str:
@@ -211,9 +225,9 @@ class Selector:
                             reason=f"GENPT_KERNELS={self.mode}" if self.mode != "measure" else "only one applies")
         else:
             choice = self.cache.get(key)
-            if choice is None or choice.chosen not in applicable or not set(applicable) <= set(choice.seconds):
+            if stale(choice) or choice.chosen not in applicable or not set(applicable) <= set(choice.seconds):
                 seconds = self.timer(applicable, args)
-                choice = Choice(pick(seconds, plain), seconds)
+                choice = Choice(pick(seconds, plain), seconds, load=load_per_core())
                 self.cache.put(key, choice)
                 log.info("kernels: %s %s -> %s (%s)", path, key.partition("|")[2], choice.chosen,
                          ", ".join(f"{n} {s * 1e3:.2f} ms" for n, s in seconds.items()))
@@ -302,9 +316,9 @@ def remembered(key: str, measure: Callable[[], dict[str, float]], plain: str, *,
     if sel.mode != "measure":
         return Choice(plain, reason=f"GENPT_KERNELS={sel.mode}")
     choice = sel.cache.get(key)
-    if choice is None:
+    if stale(choice):
         seconds = measure()
-        choice = Choice(pick(seconds, plain, margin), seconds)
+        choice = Choice(pick(seconds, plain, margin), seconds, load=load_per_core())
         sel.cache.put(key, choice)
     return choice
 
