@@ -4,7 +4,9 @@ All variants live in one process and are timed in turns (round-robin), so drift 
 each alike; reported are the medians. The switches turn genpt.kernels' fast paths off, leaving their
 plain twins: `F.linear` (MKL) for oneDNN, `F.dropout` for the 16-bit masks, SDPA's math path for the
 attention with dropout, the full-logits cross-entropy for the chunked loss, and the for-each AdamW for
-the fused one.
+the fused one. A fast path switched on runs wherever it applies (GENPT_KERNELS=first: no measuring, so
+that each row shows what its path gains or costs on this CPU; `bench/step_turns.py` shows the measured
+choice). The lm_loss row is the chunked loss with oneDNN's products.
 
     python bench/cpu_ablation.py                 # small shape, float32
     python bench/cpu_ablation.py --dtype bfloat16
@@ -21,6 +23,7 @@ from workers import describe_machine, machine
 
 from genpt import kernels
 from genpt.config import ModelConfig
+from genpt.kernels import select
 from genpt.model import GPT
 from genpt.train.optimizers import param_groups
 
@@ -31,7 +34,8 @@ NAMES = {"fused AdamW": "+ fused AdamW", "linear": "+ oneDNN float32 linear", "d
 
 def switched_off(on: set[str]):
     """A context in which the kernels' fast paths not in `on` give way to their plain twins."""
-    return kernels.disable(*(name for name in STEPS if name in kernels.PATHS and name not in on))
+    off = [name for name in STEPS if name in kernels.PATHS and name not in on]
+    return kernels.disable(*off, *(["lm_loss.chunked_mm"] if "lm_loss" in on else []))
 
 
 def main() -> None:
@@ -39,6 +43,7 @@ def main() -> None:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--rounds", type=int, default=6)
     args = p.parse_args()
+    select.use(select.Selector("first"))
     config = ModelConfig(vocab_size=8192, n_ctx=256, n_embd=384, n_layer=6, n_head=6)  # the "small" shape
     ids = torch.randint(0, config.vocab_size, (8, config.n_ctx), generator=torch.Generator().manual_seed(0))
     variants = {"plain PyTorch": set()}
