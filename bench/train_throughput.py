@@ -231,6 +231,13 @@ def worker(args: argparse.Namespace) -> dict:
                 times.append(time.perf_counter() - start)
                 losses.append(loss.item())  # after the clock: .item() would sync mid-step
     n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    if args.worker == "genpt" and device.type == "cpu":  # what genpt.kernels.select chose, by path
+        from collections import Counter
+
+        from genpt.kernels.select import selector
+
+        chosen = Counter(f"{key.partition('|')[0]}={c.chosen}" for key, c in selector().used.items())
+        applied.append("kernels by measurement: " + ", ".join(f"{k} x{n}" for k, n in sorted(chosen.items())))
     return {"step_s": times, "losses": losses, "parameters": n_params, "backends": applied}
 
 
