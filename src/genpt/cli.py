@@ -275,7 +275,8 @@ def cmd_doctor(args: argparse.Namespace) -> None:
     from genpt.doctor import diagnose, format_diagnosis
 
     config = load_pretrain_config(args.config, list(args.set))
-    print(format_diagnosis(diagnose(config.model, args.batch or config.train.micro_batch, args.remeasure)))
+    batch = args.batch or min(config.train.micro_batch, 8)
+    print(format_diagnosis(diagnose(config.model, batch, args.remeasure)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -446,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a pretrain TOML file (default: GPT-1's settings)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set model.n_layer=6 (repeatable)")
-    p.add_argument("--batch", type=int, default=0, help="sequences per forward pass (default: the config's)")
+    p.add_argument("--batch", type=int, default=0,
+                   help="sequences per forward pass (default: the config's micro-batch, at most 8; choices are per "
+                        "shape, so give a run's own to see its choices)")
     p.add_argument("--remeasure", action="store_true", help="forget this CPU's cached choices and measure again")
     p.set_defaults(func=cmd_doctor)
     return parser
