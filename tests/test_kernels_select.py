@@ -175,7 +175,7 @@ def test_forgetting_the_cache_measures_again(installed, tmp_path):
     sel = select.Selector("measure", select.Cache(file), fixed_timer({"fast": 1.0, "plain": 2.0}, calls))
     installed(sel)
     double_path().choose(torch.ones(8))
-    sel.cache.forget()
+    sel.forget()
     assert not file.exists()
     double_path().choose(torch.ones(8))
     assert len(calls) == 2
@@ -184,13 +184,20 @@ def test_forgetting_the_cache_measures_again(installed, tmp_path):
 def test_a_choice_measured_on_an_oversubscribed_machine_is_measured_again_once_it_is_quiet(installed, tmp_path,
                                                                                              monkeypatch):
     calls = []
-    installed(select.Selector("measure", select.Cache(tmp_path / "c.json"), fixed_timer({"fast": 1.0, "plain": 2.0},
-                                                                                        calls)))
+
+    def later_process():
+        timer = fixed_timer({"fast": 1.0, "plain": 2.0}, calls)
+        installed(select.Selector("measure", select.Cache(tmp_path / "c.json"), timer))
+
     monkeypatch.setattr(select, "load_per_core", lambda: 9.0)
+    later_process()
     double_path().choose(torch.ones(8))
+    later_process()
     double_path().choose(torch.ones(8))
     assert len(calls) == 1  # still busy: the choice holds
     monkeypatch.setattr(select, "load_per_core", lambda: 0.5)
+    later_process()
     double_path().choose(torch.ones(8))
+    later_process()
     double_path().choose(torch.ones(8))
     assert len(calls) == 2  # quiet now: measured once more, then held

@@ -34,8 +34,7 @@ def diagnose(model: ModelConfig, batch: int, remeasure: bool = False) -> Diagnos
     """Run one training step of `model` at `batch` sequences in each precision, and gather what ran;
     `remeasure` forgets this CPU's cached choices first."""
     sel = select.selector()
-    if remeasure:
-        sel.cache.forget()
+    sel.forget(cache=remeasure)
     ids = torch.randint(0, model.vocab_size, (batch, model.n_ctx))
     kernels: dict[str, dict[str, select.Choice]] = {}
     for dtype in DTYPES:

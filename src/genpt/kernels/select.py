@@ -8,8 +8,8 @@ plain twin included, forward and backward on copies of the inputs, in turns, and
 the plain twin keeps its place unless another beats it by `MARGIN`. The random state is restored
 afterwards, so measuring changes no result. Choices are cached in
 `genpt.io.cache_dir()/kernels/<CPU>-<model>-torch<version>.json` with the measured times, so each is
-measured once per CPU and PyTorch version (again if it was measured on an oversubscribed machine
-that has since quietened); `genpt doctor` prints them, `genpt doctor --remeasure` starts over.
+measured once per CPU and PyTorch version (again, in a later process, if it was measured on an
+oversubscribed machine that has since quietened); `genpt doctor` prints them, `genpt doctor --remeasure` starts over.
 
 GENPT_KERNELS overrides, as a comma-separated list:
   measure (the default) | first (the registry's order, nothing measured) | plain (every plain twin)
@@ -210,12 +210,26 @@ class Selector:
         self.cache = cache if cache is not None else Cache(default_cache_file())
         self.timer = timer
         self.used: dict[str, Choice] = {}  # what each signature met in this process ran, for `genpt doctor`
+        self._seen: dict[tuple, str] = {}
+
+    def forget(self, cache: bool = True) -> None:
+        """Forget what this process's calls chose (and, with `cache`, every stored choice): they choose again."""
+        self.used.clear()
+        self._seen.clear()
+        if cache:
+            self.cache.forget()
 
     def choose(self, path: str, applicable: dict[str, Callable[..., Any]], plain: str, args: Sequence[Any]) -> str:
         """The name of the alternative to run. `applicable` holds every alternative that applies to `args`,
         in the registry's order, the plain twin (`plain`) last."""
         if torch.compiler.is_compiling():
             return next(iter(applicable))  # nothing to time while tracing; the fast paths step aside themselves
+        # A call seen before in this process is answered from a tuple (cheaper than the signature's string).
+        seen = (path, tuple(applicable), torch.is_grad_enabled(), torch.is_autocast_enabled("cpu"),
+                torch.get_autocast_dtype("cpu"),
+                *((tuple(a.shape), a.dtype, a.requires_grad) if isinstance(a, torch.Tensor) else a for a in args))
+        if seen in self._seen:
+            return self._seen[seen]
         key = f"{path}|{signature(args)}"
         if path in self.forced:
             choice = Choice(self.forced[path] if self.forced[path] in applicable else plain,
@@ -233,6 +247,7 @@ class Selector:
                          ", ".join(f"{n} {s * 1e3:.2f} ms" for n, s in seconds.items()))
         if key not in self.used:
             self.used[key] = choice
+        self._seen[seen] = choice.chosen
         return choice.chosen
 
 
