@@ -27,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from workers import describe_machine, machine
-
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 VOCAB = SHARED / "gpt1_bpe"
@@ -186,6 +184,8 @@ def main() -> None:
     parser.add_argument("--reference-python", type=Path, help="python of the transformers 4.46.3 virtualenv")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
+    from workers import describe_machine, machine  # here: tests import this file without bench/ on the path
+
     texts = corpus(args.mb)
     size = megabytes(texts)
     rows = []
