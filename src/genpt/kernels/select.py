@@ -9,7 +9,7 @@ the plain twin keeps its place unless another beats it by `MARGIN`. The random s
 afterwards, so measuring changes no result. Choices are cached in
 `genpt.io.cache_dir()/kernels/<CPU>-<model>-torch<version>.json` with the measured times, so each is
 measured once per CPU and PyTorch version (again, in a later process, if it was measured on an
-oversubscribed machine that has since quietened); `genpt doctor` prints them, `genpt doctor --remeasure` starts over.
+oversubscribed machine that has since quietened); `genpt doctor` prints them, `--remeasure` starts over.
 
 GENPT_KERNELS overrides, as a comma-separated list:
   measure (the default) | first (the registry's order, nothing measured) | plain (every plain twin)
