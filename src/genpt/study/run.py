@@ -145,7 +145,8 @@ def _pretrain_stage(folder: Path, settings: dict[str, Any], shards: Path) -> Pat
         return folder
     config = from_dict(PretrainConfig, {**settings, "data": {**settings.get("data", {}), "shards": str(shards)}})
     log.info("pre-training into %s", folder)
-    result = pretrain(config, folder, resume=True, progress=False)
+    # An interrupted stage continues; a new one starts (--resume refuses a folder that does not exist).
+    result = pretrain(config, folder, resume=folder.is_dir(), progress=False)
     _finish(folder, {"step": result.step, "tokens": result.tokens_seen, **result.last_eval})
     return folder
 
@@ -183,7 +184,7 @@ def _finetune_stage(init: Path, task: Task, folder: Path, cfg: FinetuneConfig) -
     train, dev = train[: task.train_size or None], dev[: task.dev_size or None]
     log.info("fine-tuning %s into %s", task.name, folder)
     result = finetune(init, spec, task.train, task.dev, folder, cfg, train_examples=train, dev_examples=dev,
-                      resume=True, progress=False)
+                      resume=folder.is_dir(), progress=False)
     _finish(folder, {"epochs": result.epochs, "best_epoch": result.best_epoch, "best": result.best})
     return folder
 
