@@ -159,6 +159,13 @@ class TrainConfig(StepSettings):
     keep_checkpoints: int = 3
 
     @property
+    def warmup(self) -> int:
+        """Warm-up steps: `warmup_steps`, or the run's `warmup_fraction` (2,000 at GPT-1's length, 3 of 150)."""
+        if self.warmup_steps >= 0:
+            return self.warmup_steps
+        return max(1, round(self.warmup_fraction * self.max_steps))
+
+    @property
     def micro_batch(self) -> int:
         return self.micro_batch_size or self.batch_size
 
