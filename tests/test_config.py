@@ -10,7 +10,7 @@ from genpt.errors import GenptError
 
 def test_defaults_are_gpt1_pretraining_recipe():
     c = PretrainConfig()
-    assert (c.train.lr, c.train.warmup_steps, c.train.lr_schedule) == (2.5e-4, 2000, "cosine")
+    assert (c.train.lr, c.train.warmup, c.train.lr_schedule) == (2.5e-4, 2000, "cosine")
     assert (c.train.batch_size, c.train.grad_clip, c.train.weight_decay) == (64, 1.0, 0.01)
 
 
@@ -60,7 +60,8 @@ def test_finetune_settings_come_from_defaults_then_toml_then_set_then_flags(tmp_
     toml = tmp_path / "ft.toml"
     toml.write_text("[finetune]\nlr = 1e-4\nepochs = 5\nbatch_size = 8\ndtype = \"bfloat16\"\n")
     cfg = load_finetune_config(toml, ["finetune.epochs=2", "finetune.batch_size=4"])
-    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.dtype, cfg.lm_coef) == (1e-4, 2, 4, "bfloat16", 0.5)
+    assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.dtype) == (1e-4, 2, 4, "bfloat16")
+    assert cfg.lm_coef is None  # lambda: chosen by the model size when fine-tuning starts
     class Called(Exception):
         pass
 
@@ -98,3 +99,27 @@ def test_finetune_config_files_name_their_mistakes(tmp_path):
         load_finetune_config(toml)
     with pytest.raises(GenptError, match="finetune.dtype must be float32 or bfloat16"):
         load_finetune_config(None, ["finetune.dtype=float16"])
+
+
+def test_finetune_defaults_follow_the_model_size():
+    from genpt.config import GPT1_FINETUNE, SMALL_MODEL_FINETUNE, FinetuneConfig, ModelConfig
+
+    gpt1 = FinetuneConfig().for_model(ModelConfig())
+    assert {k: getattr(gpt1, k) for k in GPT1_FINETUNE} == {"lr": 6.25e-5, "epochs": 3, "lm_coef": 0.5,
+                                                           "clf_pdrop": 0.1}  # the paper's, at its size
+    small = FinetuneConfig().for_model(ModelConfig(n_layer=4, n_embd=256, n_head=4))
+    assert {k: getattr(small, k) for k in SMALL_MODEL_FINETUNE} == SMALL_MODEL_FINETUNE
+    given = FinetuneConfig(lr=1e-5, lm_coef=0.0).for_model(ModelConfig(n_layer=4, n_embd=256, n_head=4))
+    assert (given.lr, given.lm_coef) == (1e-5, 0.0)  # what the user sets is kept
+
+
+def test_a_recipe_lies_under_the_toml_file_and_set(tmp_path):
+    from genpt.recipes import recipe
+
+    toml = tmp_path / "run.toml"
+    toml.write_text("[model]\nn_layer = 6\n")
+    config = load_pretrain_config(toml, ["train.lr=1e-3"], recipe("cpu"))
+    assert (config.model.n_layer, config.model.n_embd) == (6, 256)  # the file's depth, the recipe's width
+    assert (config.train.optimizer, config.train.lr, config.train.dtype) == ("muon", 1e-3, "auto")
+    with pytest.raises(GenptError, match="--recipe 'gpu'"):
+        recipe("gpu")

@@ -13,7 +13,7 @@ LAYERS = ("base", "data", "kernels", "model", "formats", "training", "workflows"
 LAYER_OF = {
     "genpt.config": "base", "genpt.tokenizer": "base", "genpt.gpt1_tokenizer": "base", "genpt.gpt1_release": "base",
     "genpt.fast_bpe": "base", "genpt.metrics": "base", "genpt.errors": "base", "genpt.io": "base",
-    "genpt.labels": "base", "genpt.pickles": "base", "genpt.outputs": "base",
+    "genpt.labels": "base", "genpt.pickles": "base", "genpt.outputs": "base", "genpt.recipes": "base",
     "genpt.data": "data", "genpt.datasets": "data",
     "genpt.kernels": "kernels",
     "genpt.architectures": "model",

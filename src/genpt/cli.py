@@ -7,12 +7,14 @@ import errno
 import json
 import logging
 import os
+import statistics
 import sys
 
 from genpt.config import STRATEGIES
 from genpt.data.tasks import TYPES
 from genpt.errors import GenptError, Interrupted
 from genpt.gpt1_tokenizer import PIPELINES
+from genpt.recipes import RECIPES, recipe
 
 log = logging.getLogger("genpt")
 _USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
@@ -53,7 +55,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
                       (args.max_minutes, "train.max_minutes"), (args.strategy, "train.strategy")):
         if flag is not None:
             overrides.append(f"{key}={json.dumps(flag)}")
-    config = run_config(args.output, overrides, resume=args.resume, config_file=args.config)
+    config = run_config(args.output, overrides, resume=args.resume, config_file=args.config,
+                        base=recipe(args.recipe) if args.recipe else None)
     result = pretrain(config, args.output, resume=args.resume)
     summary = {"step": result.step, "tokens": result.tokens_seen, "seconds": round(result.seconds, 1),
                "checkpoint": str(result.checkpoint), **{f"val_{k}": v for k, v in result.last_eval.items()}}
@@ -225,16 +228,21 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from genpt.demo import run_demo
 
     result = run_demo(corpus=args.corpus, output=args.output, minutes=args.minutes, fresh=args.fresh)
-    print(f"pre-trained {result.steps} steps ({result.tokens:,} tokens) in {result.run_dir}")
+    print(f"pre-trained {result.steps} steps ({result.tokens:,} tokens, {result.dtype}) in {result.run_dir}")
     print(f"validation perplexity: untrained {result.untrained_perplexity:,.1f} -> "
-          f"pre-trained {result.perplexity:,.1f}")
+          f"pre-trained {result.perplexity:,.1f} ({result.bits_per_byte:.2f} bits per byte)")
     print(f"sample: {result.sample}")
     if result.genre_accuracy:
         train, dev = result.genre_sizes
         print(f"genre of a passage (comedy / history / tragedy), {train} training passages, {dev} dev passages "
-              "from six plays never seen:")
-        for setting, accuracy in result.genre_accuracy.items():
-            print(f"  dev accuracy, {setting:>12}: {100 * accuracy:.1f}%")
+              "from six plays never seen; dev accuracy over seeds:")
+        for setting, runs in result.genre_accuracy.items():
+            each = ", ".join(f"{100 * a:.1f}" for a in runs)
+            print(f"  {setting:>12}: {100 * statistics.mean(runs):.1f}% ± {100 * statistics.stdev(runs):.1f} "
+                  f"({each})")
+        gaps = [p - s for p, s in zip(*result.genre_accuracy.values(), strict=True)]
+        print(f"  pre-training gains {100 * statistics.mean(gaps):+.1f} points (per seed: "
+              f"{', '.join(f'{100 * g:+.1f}' for g in gaps)})")
 
 
 def cmd_zeroshot(args: argparse.Namespace) -> None:
@@ -309,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pre-train a language model on token shards")
     p.add_argument("--config", "-c", help="TOML settings file ([model], [train], [data])")
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="start from named settings found by measurement (genpt/recipes.py), under --config and --set; "
+                        "cpu: a 4-layer model, Muon, no dropout, linear decay, bf16 where faster (for --max-minutes)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set model.n_layer=2 (repeatable)")
     p.add_argument("--shards", help="prepared shards folder (data.shards)")

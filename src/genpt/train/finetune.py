@@ -65,7 +65,8 @@ def initial_model(init: str | Path, task: TaskSpec, cfg: FinetuneConfig) -> tupl
     if tokenizer.vocab_size != base_config.vocab_size:
         raise GenptError(f"{checkpoint}: tokenizer has {tokenizer.vocab_size} ids, the model {base_config.vocab_size}")
     torch.manual_seed(cfg.seed)
-    model = GPTForTask(base_config, task.transform, n_outputs(task), cfg.clf_pdrop, build_model(base_config))
+    clf_pdrop = cfg.for_model(base_config).clf_pdrop  # by the model's size where not given
+    model = GPTForTask(base_config, task.transform, n_outputs(task), clf_pdrop, build_model(base_config))
     if cfg.scratch:
         return model, tokenizer, checkpoint
     pretrained = load_lm(checkpoint)
@@ -128,8 +129,12 @@ def _finetune(
         dev_examples = read_examples(task, dev_file)
     if not train_examples:
         raise GenptError(f"{train_file}: no training examples")
+    def start() -> tuple[GPTForTask, Tokenizer, Path, FinetuneConfig]:
+        resolved = cfg.for_model(read_info(resolve(init)).model)  # rate, epochs, lambda, dropout by size
+        return *initial_model(init, task, resolved), resolved
+
     # A released or Hugging Face `init` is converted into a cache folder: one writer at a time.
-    model, tokenizer, base = distributed.first_on_each_node(lambda: initial_model(init, task, cfg))
+    model, tokenizer, base, cfg = distributed.first_on_each_node(start)
     n_ctx = model.gpt.config.n_ctx
     max_len = min(cfg.max_len or n_ctx, n_ctx)
     train_set, train_cut = encode_examples(task, train_examples, tokenizer, max_len)

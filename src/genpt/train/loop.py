@@ -36,7 +36,7 @@ from genpt.kernels.backends import apply_backends
 from genpt.train import distributed
 from genpt.train.metrics_log import MetricsLog
 from genpt.train.optimizers import make_optimizer, set_learning_rate
-from genpt.train.schedule import learning_rate
+from genpt.train.schedule import Budget, learning_rate
 
 log = logging.getLogger("genpt")
 
@@ -124,8 +124,11 @@ def train(
     total_steps: int,
     resume: bool = False,
     progress: bool = True,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Run optimizer steps until `total_steps` (or `cfg.max_minutes`), checkpointing as configured.
+
+    With a time budget the schedule follows the share of the time used (`Budget`), read from `clock`.
 
     Under torchrun this runs on every rank, each on its slice of every batch; only rank 0 writes.
     With FSDP `model` is sharded in place and is usable only inside the process group afterwards.
@@ -133,7 +136,7 @@ def train(
     with preferred_attention_kernels(cfg.attention_kernel), \
             distributed.process_group(cfg.device, cfg.collective_timeout) as env:
         return _train(model, cfg, task, Path(run_dir), env, total_steps=total_steps, resume=resume,
-                      progress=progress)
+                      progress=progress, clock=clock)
 
 
 def micro_seed(seed: int, index: int) -> int:
@@ -183,10 +186,11 @@ class _Counters:
     window: list = field(default_factory=lambda: [0.0, 0])  # logged loss sum and steps since the last report
     best: float = -math.inf  # the best validation value of TrainTask.best_metric so far
     train_seconds: float = 0.0  # time spent in optimizer steps (no evaluation, no checkpoints), over all sessions
+    budget_seconds: float = 0.0  # wall-clock time counted against train.max_minutes, over all sessions
 
     def state(self) -> dict[str, Any]:
         return {"tokens_seen": self.tokens_seen, "log_window": self.window, "best": self.best,
-                "train_seconds": self.train_seconds}
+                "train_seconds": self.train_seconds, "budget_seconds": self.budget_seconds}
 
 
 def _resume(model: nn.Module, run_dir: Path, env: distributed.Env, resume: bool) -> tuple[Path | None, _Counters]:
@@ -203,7 +207,7 @@ def _resume(model: nn.Module, run_dir: Path, env: distributed.Env, resume: bool)
     state = ckpt.read_state(found)
     ckpt.restore_rng(state["rng"])
     counters = _Counters(state["step"], state["tokens_seen"], state["log_window"], state.get("best", -math.inf),
-                         state.get("train_seconds", 0.0))
+                         state.get("train_seconds", 0.0), state.get("budget_seconds", 0.0))
     log.info("resumed from %s (step %d, %d tokens seen)", found, counters.step, counters.tokens_seen)
     return found, counters
 
@@ -218,6 +222,7 @@ def _train(
     total_steps: int,
     resume: bool,
     progress: bool,
+    clock: Callable[[], float],
 ) -> TrainResult:
     device = distributed.resolve_device(cfg.device, env)
     micro, accum = distributed.batch_plan(cfg.batch_size, cfg.micro_batch_size, env.world_size)
@@ -234,7 +239,7 @@ def _train(
     if found is not None:
         ckpt.load_optimizer(optimizer, found, wrapped)
     session = _Session(model, wrapped, optimizer, cfg, task, run_dir, env, device, accum, total_steps, run, found,
-                       resume, progress)
+                       resume, progress, clock)
     try:
         session.train_steps()
     except KeyboardInterrupt:
@@ -255,7 +260,7 @@ class _Session:
 
     def __init__(self, model: nn.Module, wrapped: nn.Module, optimizer, cfg: TrainConfig, task: TrainTask,
                  run_dir: Path, env: distributed.Env, device: torch.device, accum: int, total_steps: int,
-                 run: _Counters, found: Path | None, resume: bool, progress: bool):
+                 run: _Counters, found: Path | None, resume: bool, progress: bool, clock: Callable[[], float]):
         self.model, self.wrapped, self.optimizer, self.cfg, self.task = model, wrapped, optimizer, cfg, task
         self.run_dir, self.env, self.device, self.accum, self.total_steps, self.run = (
             run_dir, env, device, accum, total_steps, run)
@@ -278,19 +283,30 @@ class _Session:
         self.last_save = time.monotonic()
         self.stop = _StopRequest()
         self.alone = not distributed.active()  # one process checks every step; ranks agree where they sync anyway
+        # The schedule's position: the step count, or further where the time budget has been used faster.
+        self.clock, self.session_clock, self.session_step = clock, clock(), run.step
+        self.budget = Budget(total_steps, cfg.max_minutes * 60)
+        self.budget.sync(run.step, run.budget_seconds, 0.0)
+        self.budget_before = run.budget_seconds
 
     def train_steps(self) -> None:
-        cfg, run, total = self.cfg, self.run, self.total_steps
-        while run.step < total:
+        cfg, run, total, budget = self.cfg, self.run, self.total_steps, self.budget
+        while not budget.done(run.step):
             step_started = time.monotonic()
-            lr = learning_rate(run.step, peak=cfg.lr, warmup=cfg.warmup_steps, total=total,
+            lr = learning_rate(budget.position(run.step), peak=cfg.lr, warmup=cfg.warmup, total=total,
                                schedule=cfg.lr_schedule, floor=cfg.min_lr)
             grad_norm = self.optimizer_step(lr)
             # The host waits for the device (and the ranks for each other) only where something is
             # reported, evaluated or saved; in between, steps are queued back to back.
-            evaluating = self.task.evaluate is not None and (run.step % cfg.eval_interval == 0 or run.step == total)
-            saving = run.step % cfg.checkpoint_interval == 0 or run.step == total
-            logged = run.step % cfg.log_interval == 0 or run.step == total or evaluating or saving
+            evaluating = self.task.evaluate is not None and run.step % cfg.eval_interval == 0
+            saving = run.step % cfg.checkpoint_interval == 0
+            logged = run.step % cfg.log_interval == 0 or budget.done(run.step) or evaluating or saving
+            # With a time budget the pace is also read at this session's steps 1, 2, 4, 8, ...: on a slow or
+            # busy machine the first log interval may already be more than the budget.
+            session_steps = run.step - self.session_step
+            if budget.seconds > 0 and not logged and session_steps & (session_steps - 1) == 0:
+                (elapsed,) = distributed.all_sum([self.clock() - self.session_clock], self.device)
+                self.sync_budget(elapsed)
             timed_out = False
             stats: dict[str, float] = {}
             due = cfg.checkpoint_minutes > 0 and time.monotonic() - self.last_save >= cfg.checkpoint_minutes * 60
@@ -314,8 +330,15 @@ class _Session:
                                           f"in {self.saved}; continue with --resume")
             if timed_out:
                 self.stopped_early = run.step < total
-                self.bar.message(f"stopping after {cfg.max_minutes:g} minutes at step {run.step}")
+                self.bar.message(
+                    f"stopping after {cfg.max_minutes:g} minutes at step {run.step}, its schedule complete")
                 break
+
+    def sync_budget(self, elapsed_sum: float) -> None:
+        """The time budget used, from the ranks' summed session times (their mean, the same on every rank)."""
+        elapsed = elapsed_sum / self.env.world_size
+        self.run.budget_seconds = self.budget_before + elapsed
+        self.budget.sync(self.run.step, self.run.budget_seconds, elapsed / max(1, self.run.step - self.session_step))
 
     def optimizer_step(self, lr: float) -> torch.Tensor | None:
         """This rank's micro-batches of one step, then the update; the gradient norm when clipping."""
@@ -342,11 +365,11 @@ class _Session:
                due: bool) -> tuple[dict[str, float], bool, bool, bool]:
         """Gather the ranks' losses and tokens since the last report, log them; and whether, on any rank, time
         is up, a time-based checkpoint is due, or a stop was asked for (all ranks then act at this step)."""
-        cfg, run = self.cfg, self.run
-        late = cfg.max_minutes > 0 and time.monotonic() - self.started >= cfg.max_minutes * 60
-        loss_sum, tokens, late_ranks, due_ranks, stop_ranks = distributed.all_sum(
-            [self.window_loss.item(), self.window_tokens, float(late), float(due), float(self.stop.signum > 0)],
-            self.device)
+        run = self.run
+        loss_sum, tokens, elapsed, due_ranks, stop_ranks = distributed.all_sum(
+            [self.window_loss.item(), self.window_tokens, self.clock() - self.session_clock, float(due),
+             float(self.stop.signum > 0)], self.device)
+        self.sync_budget(elapsed)
         self.window_loss.zero_()
         self.window_tokens = 0
         run.tokens_seen += int(tokens)
@@ -363,7 +386,7 @@ class _Session:
         if not math.isfinite(stats["loss"]):
             raise GenptError(f"training diverged at step {run.step} (loss {stats['loss']}); lower train.lr")
         self.last_log_time, self.last_log_tokens, run.window = now, run.tokens_seen, [0.0, 0]
-        return stats, late_ranks > 0, due_ranks > 0, stop_ranks > 0
+        return stats, self.budget.done(run.step), due_ranks > 0, stop_ranks > 0
 
     def fold_window(self) -> None:
         """One process between reports: its unreported steps go into the saved state, as a report would add them,

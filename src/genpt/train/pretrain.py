@@ -19,6 +19,7 @@ from genpt.errors import GenptError
 from genpt.tokenizer import Tokenizer
 from genpt.train import distributed
 from genpt.train.loop import TrainResult, TrainTask, train
+from genpt.train.precision import choose_dtype
 from genpt.train.run_dir import check_run_dir, writing
 
 log = logging.getLogger("genpt")
@@ -43,12 +44,12 @@ def resume_config(run_dir: Path, overrides: list[str]) -> PretrainConfig:
 
 
 def run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: bool, config_file: str | Path | None = None,
-               new: Callable[[], PretrainConfig] | None = None) -> PretrainConfig:
+               new: Callable[[], PretrainConfig] | None = None, base: dict | None = None) -> PretrainConfig:
     """A resumed run's own settings (with `overrides`) when `run_dir` holds one, else a new run's: `new()`, or
-    defaults, then `config_file`, then `overrides`."""
+    defaults, then `base` (a recipe), then `config_file`, then `overrides`."""
     if resume and (Path(run_dir) / CONFIG_FILE).exists():
         return resume_config(Path(run_dir), list(overrides))
-    return new() if new is not None else load_pretrain_config(config_file, list(overrides))
+    return new() if new is not None else load_pretrain_config(config_file, list(overrides), base)
 
 
 def pretrain(
@@ -76,6 +77,10 @@ def _pretrain(
         raise GenptError(f"{shards_dir}: shards were made with another tokenizer than {tokenizer_json}")
     config.model.vocab_size = tokenizer.vocab_size
     config.validate()
+    if config.train.dtype == "auto":  # measured once, by rank 0, and written into config.json
+        device = distributed.resolve_device(config.train.device, env)
+        config.train.dtype = distributed.broadcast(choose_dtype(config.model, config.train, device)
+                                                   if env.is_main else None)
     micro, _ = distributed.batch_plan(config.train.batch_size, config.train.micro_batch_size, env.world_size)
 
     with writing(run_dir, env.is_main):  # rank 0 holds the run folder's lock until the run ends

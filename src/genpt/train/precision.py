@@ -1,0 +1,69 @@
+"""bf16 autocast or float32 for a training step, chosen by timing the run's own step on its device.
+
+A CPU flag does not tell: with AMX a bf16 product can run 7x faster than float32, with only
+avx512_bf16 it can run at half the speed, and a short probe on shared cores is noise. So both are
+timed in alternating rounds (machine drift hits both alike) for a few seconds each, and bf16 is
+taken only when its median step is clearly faster. One small function, so a kernel-selection
+cache can take it over.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from genpt.config import ModelConfig, TrainConfig
+from genpt.model import GPT
+from genpt.train.loop import autocast_for
+from genpt.train.optimizers import make_optimizer
+
+log = logging.getLogger("genpt")
+
+DTYPES = ("float32", "bfloat16")
+
+
+def pick_faster(step_seconds: Callable[[str], float], seconds: float, *, min_rounds: int = 2,
+                margin: float = 1.05) -> str:
+    """Alternate timed steps of each dtype until `seconds` of steps are measured (the first round
+    discarded as warm-up); bf16 when its median step is at least `margin` times faster."""
+    times: dict[str, list[float]] = {dtype: [] for dtype in DTYPES}
+    rounds = measured = 0
+    while rounds < min_rounds + 1 or measured < seconds:
+        for dtype in DTYPES:
+            elapsed = step_seconds(dtype)
+            if rounds:
+                times[dtype].append(elapsed)
+                measured += elapsed
+        rounds += 1
+    fp32, bf16 = (statistics.median(times[d]) for d in DTYPES)
+    choice = "bfloat16" if fp32 >= margin * bf16 else "float32"
+    log.info("step time: float32 %.3f s, bf16 autocast %.3f s (median of %d rounds each): %s",
+             fp32, bf16, rounds - 1, choice)
+    return choice
+
+
+def choose_dtype(model_config: ModelConfig, cfg: TrainConfig, device: torch.device, seconds: float = 20.0) -> str:
+    """The faster of float32 and bf16 autocast for this model's training step on `device`."""
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if device.type != "cpu":
+        return "float32"
+    torch.manual_seed(0)
+    model = GPT(model_config).to(device).train()
+    optimizer = make_optimizer(model, cfg, device)
+    ids = torch.randint(0, model_config.vocab_size, (cfg.micro_batch, model_config.n_ctx), device=device)
+
+    def step_seconds(dtype: str) -> float:
+        start = time.perf_counter()
+        with autocast_for(device, dtype):
+            loss = model(ids, labels=ids, return_logits=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
+
+    return pick_faster(step_seconds, seconds)
