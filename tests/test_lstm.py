@@ -95,6 +95,13 @@ def test_arch_setting_is_validated_and_picks_the_model():
     tiny(n_head=3).validate()  # heads do not apply to the LSTM
 
 
+def test_muon_is_refused_for_the_lstm_with_the_setting_to_use():
+    config = PretrainConfig(model=tiny(arch="lstm"))
+    config.train.optimizer = "muon"
+    with pytest.raises(GenptError, match="model.arch=lstm has none: use train.optimizer=adamw"):
+        config.validate()
+
+
 def test_cached_state_continues_the_sequence_and_generation_uses_it():
     model = build_model(tiny()).eval()
     ids = torch.randint(0, 50, (1, 9))

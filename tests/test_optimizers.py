@@ -117,7 +117,7 @@ def test_state_of_another_optimizer_is_refused():
 
 def test_hidden_matrices_of_a_model_without_blocks_is_empty():
     assert hidden_matrices(torch.nn.Linear(3, 3)) == []
-    with pytest.raises(ValueError, match="no Transformer block matrices"):
+    with pytest.raises(GenptError, match="no Transformer block matrices"):
         MuonWithAdamW(torch.nn.Linear(3, 3), TrainConfig(optimizer="muon"), CPU)
 
 

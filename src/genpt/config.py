@@ -229,6 +229,9 @@ class PretrainConfig:
     def validate(self) -> None:
         self.model.validate()
         self.train.validate()
+        if self.model.arch == "lstm" and self.train.optimizer == "muon":
+            raise GenptError("train.optimizer=muon trains Transformer blocks' matrices; model.arch=lstm has none: "
+                             "use train.optimizer=adamw")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

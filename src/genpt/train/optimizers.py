@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from genpt.config import TrainConfig
+from genpt.errors import GenptError
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -72,7 +73,8 @@ class MuonWithAdamW:
     def __init__(self, model: nn.Module, cfg: TrainConfig, device: torch.device):
         matrices = hidden_matrices(model)
         if not matrices:
-            raise ValueError("train.optimizer=muon: the model has no Transformer block matrices")
+            raise GenptError("train.optimizer=muon: the model has no Transformer block matrices; "
+                             "use train.optimizer=adamw")
         taken = {id(p) for p in matrices}
         rest = [{**g, "params": [p for p in g["params"] if id(p) not in taken]}
                 for g in param_groups(model, cfg.weight_decay)]
