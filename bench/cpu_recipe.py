@@ -35,8 +35,8 @@ def throughput(args: argparse.Namespace) -> None:
     """Training tokens/s of one shape in float32 and in bf16 autocast, rounds alternating in one process."""
     from genpt.config import ModelConfig, TrainConfig
     from genpt.model import GPT
-    from genpt.train.loop import autocast_for
     from genpt.train.optimizers import make_optimizer
+    from genpt.train.precision import time_train_step
 
     s = parse_shape(args.shape)
     config = ModelConfig(vocab_size=s["vocab"], n_layer=s["n_layer"], n_embd=s["n_embd"], n_head=s["n_head"],
@@ -50,14 +50,9 @@ def throughput(args: argparse.Namespace) -> None:
     for _ in range(args.rounds):
         for dtype in seconds:
             for i in range(args.warmup + args.steps):
-                start = time.perf_counter()
-                with autocast_for(device, dtype):
-                    loss = model(ids, labels=ids, return_logits=False).loss
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                elapsed = time_train_step(model, optimizer, ids, dtype)
                 if i >= args.warmup:
-                    seconds[dtype].append(time.perf_counter() - start)
+                    seconds[dtype].append(elapsed)
     tokens = s["batch"] * s["n_ctx"]
     result = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "shape": s, "optimizer": args.optimizer,
               "params_m": round(model.num_parameters() / 1e6, 2)}

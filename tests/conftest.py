@@ -1,9 +1,14 @@
-"""Shared fixtures: where the shared data sets live, and a skip when they are absent; genpt's log on stderr."""
+"""Shared fixtures: where the shared data sets live, and a skip when they are absent; bench scripts as modules;
+genpt's log on stderr."""
 
+import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -15,6 +20,7 @@ from genpt.data.corpus import prepare, train_tokenizer
 os.environ.setdefault("GENPT_KERNELS", "first")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def shared_data(*parts: str) -> Path:
@@ -23,6 +29,17 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path} (tests expect ../shared beside the checkout)")
     return path
+
+
+@contextmanager
+def bench_script(name: str, folder: Path = BENCH) -> Iterator[ModuleType]:
+    """The script `folder/name.py` imported as a module; its folder stays on sys.path for the block, because
+    bench scripts import their neighbours (`workers`, `train_throughput`), some only when a function runs."""
+    sys.path.insert(0, str(folder))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
 
 
 def pretrain_tiny(root: Path, run: Path, steps: int) -> Path:

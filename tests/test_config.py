@@ -48,7 +48,7 @@ def test_bad_toml_names_the_file(tmp_path):
     path.write_text("[model\n")
     with pytest.raises(GenptError, match="bad.toml: not valid TOML"):
         load_pretrain_config(path)
-    with pytest.raises(GenptError, match="config file not found"):
+    with pytest.raises(GenptError, match=r"missing\.toml: missing; expected a TOML settings file"):
         load_pretrain_config(tmp_path / "missing.toml")
 
 

@@ -6,23 +6,14 @@ weights and metric rows must equal those of a run never interrupted. Where each 
 by a seeded generator; the full run (24 trials per kind) and its counts are in docs/reliability.md.
 """
 
-import sys
-from pathlib import Path
-
 import pytest
-
-FAULTS = Path(__file__).resolve().parents[1] / "bench" / "faults"
+from conftest import BENCH, bench_script
 
 
 @pytest.fixture(scope="module")
 def crash():
-    sys.path.insert(0, str(FAULTS))
-    try:
-        import crash
-
-        yield crash
-    finally:
-        sys.path.remove(str(FAULTS))
+    with bench_script("crash", BENCH / "faults") as module:
+        yield module
 
 
 @pytest.mark.slow

@@ -1,14 +1,12 @@
 """GPT-1's tokenizer against its references: transformers 4.46.3's slow OpenAIGPTTokenizer (release pipeline,
 run in its own virtualenv) and transformers 5.x's OpenAIGPTTokenizer (transformers pipeline), on ~1 MB of text."""
 
-import importlib.util
 import json
 import random
 import re
-from pathlib import Path
 
 import pytest
-from conftest import shared_data
+from conftest import bench_script, shared_data
 
 from genpt.errors import GenptError
 from genpt.gpt1_release import GPT1Tokenizer, fix_text, standardized_chunks
@@ -53,15 +51,11 @@ def spacy_spans(text: str) -> list[str]:
     return spans
 
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
+@pytest.fixture(scope="module")
 def bench():
     """bench/gpt1_tokenizer.py: the test corpus and the reference runner, shared with the benchmark."""
-    spec = importlib.util.spec_from_file_location("bench_gpt1_tokenizer", ROOT / "bench" / "gpt1_tokenizer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with bench_script("gpt1_tokenizer") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")
@@ -75,22 +69,20 @@ def release(vocab):
 
 
 @pytest.fixture(scope="module")
-def corpus():
+def corpus(bench):
     shared_data("gutenberg")
     shared_data("glue")
-    b = bench()
-    texts = b.corpus(1.0)
-    assert b.megabytes(texts) >= 1.0
+    texts = bench.corpus(1.0)
+    assert bench.megabytes(texts) >= 1.0
     return texts
 
 
-def test_release_pipeline_ids_are_those_of_transformers_4_46_slow_tokenizer(vocab, corpus):
-    b = bench()
-    python = b.reference_python()
+def test_release_pipeline_ids_are_those_of_transformers_4_46_slow_tokenizer(vocab, corpus, bench):
+    python = bench.reference_python()
     if python is None:
         pytest.skip("no reference virtualenv: python -m venv .venv-ref && .venv-ref/bin/pip install "
                     "transformers==4.46.3 ftfy==6.3.1 spacy==3.8.18 (or set GENPT_REF_PYTHON)")
-    want, _ = b.run_reference(corpus, python)
+    want, _ = bench.run_reference(corpus, python)
     tokenizer = release_tokenizer(vocab)  # fresh caches
     got = [tokenizer.encode(text) for text in corpus]
     differing = [i for i, (a, w) in enumerate(zip(got, want, strict=True)) if a != w]

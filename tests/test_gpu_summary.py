@@ -2,23 +2,16 @@
 that stepped aside (its library or GPU missing) never counts, whatever its speed."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from conftest import bench_script
 
 
 @pytest.fixture(scope="module")
 def summary():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import gpu_summary
-
-        yield gpu_summary
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_script("gpu_summary") as module:
+        yield module
 
 
 def write(out: Path, name: str, tps: float, kernels: str = "torch", float8: bool = False, ran: bool = True,

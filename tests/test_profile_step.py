@@ -1,23 +1,15 @@
 """bench/profile_step.py: kernels sorted into the right kinds, profiler ranges not counted as kernels."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from conftest import bench_script
 
 
 @pytest.fixture(scope="module")
 def profile_step():
-    sys.path.insert(0, str(BENCH))  # profile_step imports its shapes from train_throughput
-    try:
-        import profile_step
-
-        yield profile_step
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_script("profile_step") as module:  # profile_step imports its shapes from train_throughput
+        yield module
 
 
 # Kernel names from the H200 profile in bench/results/h200-2026-11-26b/profile_step.json.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from genpt import io
 from genpt.errors import GenptError
 
 # The choices a setting (or the flag beside it) takes, each listed once.
@@ -393,18 +394,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    """A `--config` settings file; a missing, unreadable or invalid one is a GenptError naming it."""
+    text = io.read_text(path, "TOML settings", "expected a TOML settings file (--config)")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise GenptError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise GenptError(f"{path}: a folder, not a TOML settings file") from None
-    except PermissionError:
-        raise GenptError(f"{path}: permission denied") from None
-    except UnicodeDecodeError as e:
-        raise GenptError(f"{path}: not UTF-8 text (byte {e.start}); a TOML file is UTF-8") from None
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise GenptError(f"{path}: not valid TOML: {e}") from None
 

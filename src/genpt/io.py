@@ -1,4 +1,4 @@
-"""Files written whole or not at all, JSON read with a one-line error, folder locks, and genpt's cache folder.
+"""Files written whole or not at all, text and JSON read with a one-line error, folder locks, and genpt's cache folder.
 
 A reader of a path written here sees the old file (or folder) or the new one, never part of one: the
 new one is written under a hidden temporary name in the same folder (so the rename is atomic), every
@@ -149,20 +149,30 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def read_json(path: str | Path, what: str = "") -> Any:
-    """The JSON in `path`; a missing, non-UTF-8 or invalid file is a GenptError naming it.
+def read_text(path: str | Path, kind: str, what: str = "") -> str:
+    """The UTF-8 text of a `kind` file ("JSON"); a missing, unreadable or non-UTF-8 file, or a folder, is a
+    GenptError naming it. `what` completes the message for a missing file ("a genpt checkpoint holds config.json").
 
-    `what` completes the message for a missing file ("a genpt checkpoint holds config.json").
+    Read as bytes and decoded, so that line ends reach the parser as they are in the file.
     """
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise GenptError(f"{path}: missing" + (f"; {what}" if what else "")) from None
     except IsADirectoryError:
-        raise GenptError(f"{path}: a folder, expected a JSON file") from None
+        raise GenptError(f"{path}: a folder, expected a {kind} file") from None
+    except PermissionError:
+        raise GenptError(f"{path}: permission denied") from None
     except UnicodeDecodeError as e:
         raise GenptError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def read_json(path: str | Path, what: str = "") -> Any:
+    """The JSON in `path`; a missing, non-UTF-8 or invalid file is a GenptError naming it (`what` as in `read_text`)."""
+    text = read_text(path, "JSON", what)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise GenptError(f"{path}: not valid JSON ({e})") from None
 

@@ -26,6 +26,18 @@ log = logging.getLogger("genpt")
 DTYPES = ("float32", "bfloat16")
 
 
+def time_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ids: torch.Tensor, dtype: str) -> float:
+    """Wall-clock seconds of one language-model training step on `ids` (forward, backward, optimizer step),
+    in float32 or bf16 autocast; the unit both this choice and bench/cpu_recipe.py's throughput time."""
+    start = time.perf_counter()
+    with autocast_for(ids.device, dtype):
+        loss = model(ids, labels=ids, return_logits=False).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
 def pick_faster(step_seconds: Callable[[str], float], seconds: float, *, min_rounds: int = 2,
                 margin: float = 1.05) -> str:
     """Alternate timed steps of each dtype until `seconds` of steps are measured (the first round
@@ -56,14 +68,4 @@ def choose_dtype(model_config: ModelConfig, cfg: TrainConfig, device: torch.devi
     model = GPT(model_config).to(device).train()
     optimizer = make_optimizer(model, cfg, device)
     ids = torch.randint(0, model_config.vocab_size, (cfg.micro_batch, model_config.n_ctx), device=device)
-
-    def step_seconds(dtype: str) -> float:
-        start = time.perf_counter()
-        with autocast_for(device, dtype):
-            loss = model(ids, labels=ids, return_logits=False).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
-
-    return pick_faster(step_seconds, seconds)
+    return pick_faster(lambda dtype: time_train_step(model, optimizer, ids, dtype), seconds)
