@@ -57,6 +57,19 @@ def test_a_faster_fast_path_is_kept_and_measured_once_per_signature(installed, t
     assert len(calls) == 4
 
 
+def test_labels_of_every_length_near_a_power_of_two_share_one_measurement(installed, tmp_path):
+    """Fine-tuning's auxiliary LM labels change length with every batch: one measurement per bucket,
+    not one per length (each measurement costs up to seconds)."""
+    calls = []
+    installed(select.Selector("measure", select.Cache(tmp_path / "c.json"), fixed_timer({"fast": 1.0, "plain": 2.0},
+                                                                                        calls)))
+    path = FastPath("pick", Alternative("fast", lambda *a: True, lambda x, i: x[:, : i.shape[1]]),
+                    Alternative("plain", lambda *a: True, lambda x, i: x[:, : i.shape[1]]))
+    for length in range(65, 129):
+        path.choose(torch.ones(32, 128, 8), torch.zeros(32, length, dtype=torch.long))
+    assert len(calls) == 1
+
+
 def test_a_fast_path_that_does_not_apply_is_neither_measured_nor_run(installed, tmp_path):
     calls = []
     installed(select.Selector("measure", select.Cache(tmp_path / "c.json"), fixed_timer({"fast": 0.1, "plain": 1.0},

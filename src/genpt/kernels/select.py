@@ -93,12 +93,18 @@ def _bucket(n: int) -> int:
 
 def signature(args: Sequence[Any]) -> str:
     """The key of a call: each tensor's dtype, gradient flag and shape (for activations, of 3 dimensions or
-    more, all but the last rounded up to a power of two, so one measurement serves every batch and length
-    near it; weights exact), other arguments as they are, the autocast dtype and whether gradients flow."""
+    more, all but the last rounded up to a power of two, and for integer tensors such as labels every
+    dimension, so one measurement serves every batch and length near it; weights exact), other arguments
+    as they are, the autocast dtype and whether gradients flow."""
     parts = []
     for a in args:
         if isinstance(a, torch.Tensor):
-            dims = [*(_bucket(d) for d in a.shape[:-1]), *a.shape[-1:]] if a.dim() >= 3 else list(a.shape)
+            if not (a.is_floating_point() or a.is_complex()):
+                dims = [_bucket(d) for d in a.shape]
+            elif a.dim() >= 3:
+                dims = [*(_bucket(d) for d in a.shape[:-1]), *a.shape[-1:]]
+            else:
+                dims = list(a.shape)
             parts.append(f"{str(a.dtype).removeprefix('torch.')}{'g' if a.requires_grad else ''}"
                          f"[{'x'.join(map(str, dims))}]")
         else:
