@@ -10,6 +10,7 @@ finetune's `resume`. Relative paths in the recipe are resolved against `data_roo
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import tomllib
 from collections.abc import Sequence
@@ -20,8 +21,8 @@ from typing import Any
 from genpt import io
 from genpt.config import FinetuneConfig, PretrainConfig, from_dict
 from genpt.data.corpus import prepare, train_tokenizer
-from genpt.data.readers import read_examples
-from genpt.data.tasks import builtin_task
+from genpt.data.readers import read_examples, story_cloze_split
+from genpt.data.tasks import Example, builtin_task
 from genpt.errors import GenptError
 from genpt.study import zeroshot as zs
 from genpt.study.report import write_report
@@ -41,9 +42,22 @@ class Task:
     name: str
     train: Path
     dev: Path
-    train_size: int = 0  # the first N training examples (0: all)
+    train_size: int = 0  # N training examples drawn with a fixed seed (0: all)
     dev_size: int = 0
     zeroshot: bool = False  # draw its zero-shot curve over the pre-training checkpoints (sst2, cola, ...)
+    transfer: bool = True  # run the recipe's transfer_layers settings on it (the transfer curve)
+
+    def examples(self) -> tuple[list[Example], list[Example]]:
+        """Its training and dev examples, cut to the recipe's sizes. One file named as both is split the
+        way GPT-1 split it (the Story Cloze Test's validation stories: 1,497 to train, 374 to evaluate)."""
+        spec = builtin_task(self.name)
+        if self.train == self.dev:
+            if self.name != "story_cloze":
+                raise GenptError(f"task {self.name}: train and dev are one file ({self.train}); give two files")
+            train, dev = story_cloze_split(read_examples(spec, self.train))
+        else:
+            train, dev = read_examples(spec, self.train), read_examples(spec, self.dev)
+        return _sample(train, self.train_size), _sample(dev, self.dev_size)
 
 
 @dataclass
@@ -73,6 +87,14 @@ def recipe_path(name: str | Path) -> Path:
     return shipped
 
 
+def _sample(examples: list[Example], size: int) -> list[Example]:
+    """`size` examples drawn with a fixed seed (all when `size` is 0): data files are often sorted by
+    source (CoLA's by the paper each sentence came from), so their first lines are not a fair sample."""
+    if not size or size >= len(examples):
+        return examples
+    return random.Random(0).sample(examples, size)
+
+
 def load_recipe(name: str | Path, data_root: str | Path = ".") -> Recipe:
     path = recipe_path(name)
     text = path.read_text()
@@ -93,7 +115,7 @@ def load_recipe(name: str | Path, data_root: str | Path = ".") -> Recipe:
         if not {"name", "train", "dev"} <= set(t):
             raise GenptError(f"{path}: [[tasks]] number {n} needs name, train and dev")
         tasks.append(Task(t["name"], where(t["train"]), where(t["dev"]), t.get("train_size", 0), t.get("dev_size", 0),
-                          t.get("zeroshot", False)))
+                          t.get("zeroshot", False), t.get("transfer", True)))
     if not tasks:
         raise GenptError(f"{path}: no [[tasks]]; a study fine-tunes at least one task")
     settings = data.get("settings", ["full", "no_aux_lm", "scratch", "lstm"])
@@ -179,9 +201,7 @@ def _finetune_stage(init: Path, task: Task, folder: Path, cfg: FinetuneConfig) -
         log.info("reusing %s", folder)
         return folder
     spec = builtin_task(task.name)
-    train = read_examples(spec, task.train)
-    dev = read_examples(spec, task.dev)
-    train, dev = train[: task.train_size or None], dev[: task.dev_size or None]
+    train, dev = task.examples()
     log.info("fine-tuning %s into %s", task.name, folder)
     result = finetune(init, spec, task.train, task.dev, folder, cfg, train_examples=train, dev_examples=dev,
                       resume=folder.is_dir(), progress=False)
@@ -189,10 +209,11 @@ def _finetune_stage(init: Path, task: Task, folder: Path, cfg: FinetuneConfig) -
     return folder
 
 
-def _jobs(recipe: Recipe, seeds: int) -> list[tuple[str, str, dict[str, Any], int]]:
-    """(folder name, init run key, fine-tuning settings, seed) of every fine-tuning run."""
+def _jobs(recipe: Recipe, task: Task, seeds: int) -> list[tuple[str, str, dict[str, Any], int]]:
+    """(folder name, init run key, fine-tuning settings, seed) of every fine-tuning run of `task`."""
     variants = [(s, "lstm" if s == "lstm" else "transformer", SETTINGS[s]) for s in recipe.settings]
-    variants += [(f"transfer{k}", "transformer", {"transfer_layers": k}) for k in recipe.transfer_layers]
+    if task.transfer:
+        variants += [(f"transfer{k}", "transformer", {"transfer_layers": k}) for k in recipe.transfer_layers]
     return [(f"{name}-seed{seed}", init, values, seed) for name, init, values in variants
             for seed in range(1, seeds + 1)]
 
@@ -219,7 +240,7 @@ def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None 
     finetuned: list[Path] = []
     full: dict[str, list[float]] = {}
     for task in recipe.tasks:
-        for name, init, values, seed in _jobs(recipe, seeds):
+        for name, init, values, seed in _jobs(recipe, task, seeds):
             cfg = from_dict(FinetuneConfig, {**recipe.finetune, **values, "seed": seed}, "finetune.")
             folder = _finetune_stage(runs[init], task, out / task.name / name, cfg)
             finetuned.append(folder)
@@ -237,9 +258,12 @@ def _zeroshot_stage(run: Path, tasks: Sequence[Task], full: dict[str, list[float
     curve = run / zs.CURVE_FILE
     if not tasks or curve.is_file():
         return
-    specs = [zs.ZeroShotData(t.name, t.dev, t.train if t.name == "cola" else None,
-                             sum(full[t.name]) / len(full[t.name]) if full.get(t.name) else None, t.dev_size)
-             for t in tasks]
+    specs = []
+    for t in tasks:
+        train, dev = t.examples()
+        best = sum(full[t.name]) / len(full[t.name]) if full.get(t.name) else None
+        specs.append(zs.ZeroShotData(t.name, t.dev, t.train if t.name == "cola" else None, best,
+                                     examples=dev, train_examples=train if t.name == "cola" else None))
     log.info("zero-shot curves into %s", curve)
     zs.write_curve(run, zs.zeroshot_curve(run, specs))
 

@@ -291,6 +291,16 @@ class ZeroShotData:
     train: str | Path | None = None  # CoLA's threshold
     best: float | None = None  # e.g. the full model's dev score; None leaves the curve unnormalised
     limit: int = 0
+    examples: Sequence[Example] | None = None  # already read (a split of `data`, say); else read from `data`
+    train_examples: Sequence[Example] | None = None
+
+    def read(self) -> tuple[Sequence[Example], Sequence[Example] | None]:
+        """The examples scored, and CoLA's training examples for its threshold (None for the other tasks)."""
+        examples = self.examples if self.examples is not None else read_task(self.task, self.data, self.limit)
+        train = self.train_examples
+        if train is None and self.train:
+            train = read_task(self.task, self.train, self.limit)
+        return examples, train
 
 
 def normalised(task: str, value: float, best: float | None) -> float | None:
@@ -305,8 +315,7 @@ def zeroshot_curve(run_dir: str | Path, tasks: Sequence[ZeroShotData]) -> list[d
     checkpoints = ckpt.checkpoint_dirs(Path(run_dir))
     if not checkpoints:
         raise GenptError(f"{run_dir}: no checkpoints (expected {ckpt.CHECKPOINTS}/step_NNNNNNNN/)")
-    data = [(t, read_task(t.task, t.data, t.limit), read_task(t.task, t.train, t.limit) if t.train else None)
-            for t in tasks]
+    data = [(t, *t.read()) for t in tasks]
     rows = []
     for checkpoint in checkpoints:
         model, tokenizer = load_lm(checkpoint)
