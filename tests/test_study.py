@@ -8,7 +8,7 @@ from conftest import SHARED_DATA, shared_data
 
 from genpt.cli import main
 from genpt.errors import GenptError
-from genpt.study.run import DONE, load_recipe, run_study
+from genpt.study.run import DONE, Task, _jobs, load_recipe, run_study
 
 
 def _tables(report: str) -> str:
@@ -57,3 +57,45 @@ def test_a_recipe_with_an_unknown_setting_is_refused(tmp_path):
                       '[[tasks]]\nname = "sst2"\ntrain = "t"\ndev = "d"\n')
     with pytest.raises(GenptError, match=r"r.toml: unknown setting\(s\) \['half'\]"):
         load_recipe(recipe)
+
+
+def test_the_shipped_recipes_read_and_their_tasks_find_their_data():
+    shared_data("glue", "SST-2")
+    shared_data("story_cloze")
+    for name in ("tiny", "cpu"):
+        recipe = load_recipe(name, SHARED_DATA)
+        for task in recipe.tasks:
+            train, dev = task.examples()
+            assert train and dev, (name, task.name)
+
+
+def test_story_cloze_named_as_train_and_dev_is_split_as_gpt1_did():
+    shared_data("story_cloze")
+    task = next(t for t in load_recipe("cpu", SHARED_DATA).tasks if t.name == "story_cloze")
+    full = Task(task.name, task.train, task.dev)
+    train, dev = full.examples()
+    assert (len(train), len(dev)) == (1497, 374)
+    assert not {e.texts for e in train} & {e.texts for e in dev}
+
+
+def test_another_task_named_as_train_and_dev_is_refused(tmp_path):
+    with pytest.raises(GenptError, match="task sst2: train and dev are one file"):
+        Task("sst2", tmp_path / "a.tsv", tmp_path / "a.tsv").examples()
+
+
+def test_training_sets_are_sampled_with_a_fixed_seed_not_their_first_lines():
+    shared_data("glue", "CoLA")
+    task = Task("cola", SHARED_DATA / "glue/CoLA/train.tsv", SHARED_DATA / "glue/CoLA/dev.tsv", train_size=300)
+    train, dev = task.examples()
+    assert len(train) == 300 and len(dev) == 1043
+    assert train == task.examples()[0]
+    first = Task("cola", task.train, task.dev).examples()[0][:300]
+    assert train != first
+
+
+def test_transfer_layers_run_only_on_the_tasks_that_ask_for_them():
+    recipe = load_recipe("cpu", SHARED_DATA)
+    for task in recipe.tasks:
+        names = {name.rsplit("-", 1)[0] for name, *_ in _jobs(recipe, task, 1)}
+        expected = set(recipe.settings) | ({f"transfer{k}" for k in recipe.transfer_layers} if task.transfer else set())
+        assert names == expected
