@@ -38,6 +38,19 @@ def test_tiny_study_writes_the_report_and_a_second_run_reuses_every_stage(tmp_pa
     assert after == before
 
 
+@pytest.mark.slow
+def test_two_worker_processes_share_the_stages_and_each_runs_once(tmp_path):
+    shared_data("gutenberg")
+    shared_data("glue", "SST-2")
+    out = tmp_path / "study"
+    report = run_study("tiny", out, data_root=SHARED_DATA, workers=2).read_text()
+    assert len(sorted(out.glob(f"**/{DONE}"))) == 2 + 5 * 2
+    for setting in ("full", "no aux LM", "no pre-training", "LSTM"):
+        assert re.search(rf"\| sst2 \| accuracy \| {setting} \| [\d.]+ ± [\d.]+ \| 2 \|", report), setting
+    claimed = {p.name for p in (out / ".claims").iterdir()}
+    assert claimed >= {"shards.lock", "pretrain.lock", "pretrain-lstm.lock", "sst2--full-seed1.lock"}
+
+
 def test_a_recipe_name_that_is_not_shipped_is_refused_naming_those_that_are(capsys):
     assert main(["study", "--recipe", "nosuch", "-o", "unused"]) == 2
     err = capsys.readouterr().err

@@ -243,6 +243,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         gaps = [p - s for p, s in zip(*result.genre_accuracy.values(), strict=True)]
         print(f"  pre-training gains {100 * statistics.mean(gaps):+.1f} points (per seed: "
               f"{', '.join(f'{100 * g:+.1f}' for g in gaps)})")
+    print(f"report (figures of the run{' and the comparison' if result.genre_accuracy else ''}): {result.report}")
 
 
 def cmd_zeroshot(args: argparse.Namespace) -> None:
@@ -274,8 +275,10 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_study(args: argparse.Namespace) -> None:
     from genpt.study.run import run_study
 
-    path = run_study(args.recipe, args.output, seeds=args.seeds, data_root=args.data)
-    print(f"report written to {path}")
+    path = run_study(args.recipe, args.output, seeds=args.seeds, data_root=args.data, workers=args.workers,
+                     report=not args.worker)
+    if path is not None:
+        print(f"report written to {path}")
 
 
 def cmd_doctor(args: argparse.Namespace) -> None:
@@ -445,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", required=True, help="study folder: one sub-folder a stage, then report.md")
     p.add_argument("--data", default=".", help="folder the recipe's relative paths start from (the shared data)")
     p.add_argument("--seeds", type=int, help="fine-tuning seeds per setting (default: the recipe's)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes that share the stages, each with its share of the CPU's threads (default 1)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes: no report
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("demo", help="the whole method on a public-domain corpus, on the CPU, in minutes")

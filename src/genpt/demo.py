@@ -28,6 +28,7 @@ from genpt.generate import generate
 from genpt.load import load_lm
 from genpt.model import GPT
 from genpt.recipes import recipe
+from genpt.study.report import write_report
 from genpt.tokenizer import Tokenizer
 from genpt.train.loop import resolve_device
 from genpt.train.precision import choose_dtype
@@ -53,6 +54,7 @@ class DemoResult:
     tokens: int
     dtype: str
     sample: str
+    report: Path
     genre_accuracy: dict[str, list[float]] = field(default_factory=dict)  # setting -> dev accuracy per seed
     genre_sizes: tuple[int, int] = (0, 0)  # train / dev passages
 
@@ -70,9 +72,10 @@ def demo_config(shards: Path, vocab_size: int, minutes: float, dtype: str = "flo
 
 
 def genre_finetuning(run_dir: Path, out: Path, train_plays, dev_plays,
-                     dtype: str) -> tuple[dict[str, list[float]], tuple[int, int]]:
+                     dtype: str) -> tuple[dict[str, list[float]], tuple[int, int], list[Path]]:
     """Fine-tune the pre-trained model and the same architecture from scratch on the genre task, per seed,
-    with the fine-tuning defaults for a model of this size (genpt.config.SMALL_MODEL_FINETUNE)."""
+    with the fine-tuning defaults for a model of this size (genpt.config.SMALL_MODEL_FINETUNE).
+    Returns the best dev accuracies per setting, the train / dev sizes and the fine-tuned folders."""
     from genpt.config import FinetuneConfig
     from genpt.datasets.folio_genres import balanced, genre_examples, genre_task
     from genpt.train.finetune import finetune
@@ -81,6 +84,7 @@ def genre_finetuning(run_dir: Path, out: Path, train_plays, dev_plays,
     train = balanced(genre_examples(train_plays, GENRE_PER_PLAY[0]))
     dev = genre_examples(dev_plays, GENRE_PER_PLAY[1])
     accuracy: dict[str, list[float]] = {"pre-trained": [], "from scratch": []}
+    folders = []
     for seed in GENRE_SEEDS:
         for setting, scratch in (("pre-trained", False), ("from scratch", True)):
             folder = out / f"genre-{'scratch' if scratch else 'pretrained'}-seed{seed}"
@@ -92,7 +96,8 @@ def genre_finetuning(run_dir: Path, out: Path, train_plays, dev_plays,
                 result = finetune(run_dir, task, None, None, folder, cfg, train_examples=train, dev_examples=dev,
                                   progress=False)
             accuracy[setting].append((result.best if result else read_best(folder))["accuracy"])
-    return accuracy, (len(train), len(dev))
+            folders.append(folder)
+    return accuracy, (len(train), len(dev)), folders
 
 
 def read_best(folder: Path) -> dict[str, float]:
@@ -156,11 +161,12 @@ def run_demo(corpus: str | None = None, output: str | Path = "runs/demo", minute
     prompt = torch.tensor([tokenizer.encode(SAMPLE_PROMPT)])
     ids = generate(model, prompt, 60, temperature=0.8, top_k=40, generator=torch.Generator().manual_seed(0))
     sample = tokenizer.decode(ids[0].tolist())
-    genre, sizes = ({}, (0, 0))
+    genre, sizes, finetuned = ({}, (0, 0), [])
     if train_plays:
-        genre, sizes = genre_finetuning(run_dir, out, train_plays, dev_plays, config.train.dtype)
+        genre, sizes, finetuned = genre_finetuning(run_dir, out, train_plays, dev_plays, config.train.dtype)
+    report = write_report([run_dir, *finetuned], out / "report")  # the curves and the genre comparison, drawn
     return DemoResult(run_dir, untrained, final["perplexity"], bits, result.step, result.tokens_seen,
-                      config.train.dtype, sample, genre, sizes)
+                      config.train.dtype, sample, report, genre, sizes)
 
 
 def bytes_per_token(shards: TokenShards, tokenizer: Tokenizer) -> float:

@@ -10,13 +10,19 @@ finetune's `resume`. Relative paths in the recipe are resolved against `data_roo
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
+import subprocess
+import sys
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from genpt import io
 from genpt.config import FinetuneConfig, PretrainConfig, from_dict
@@ -25,6 +31,7 @@ from genpt.data.readers import read_examples, story_cloze_split
 from genpt.data.tasks import Example, builtin_task
 from genpt.errors import GenptError
 from genpt.study import zeroshot as zs
+from genpt.study.claims import Claims, Later
 from genpt.study.report import write_report
 from genpt.train.finetune import finetune
 from genpt.train.pretrain import pretrain
@@ -177,8 +184,9 @@ def _arch(run: Path) -> str:
     return io.read_json(run / "config.json", "expected a pre-training run")["model"].get("arch", "transformer")
 
 
-def pretrained_runs(recipe: Recipe, out: Path) -> dict[str, Path]:
-    """The Transformer run (`transformer`) and, for the LSTM row, the LSTM run (`lstm`)."""
+def pretrained_runs(recipe: Recipe, out: Path, later: Later | None = None) -> dict[str, Path]:
+    """The Transformer run (`transformer`) and, for the LSTM row, the LSTM run (`lstm`): pre-trained here,
+    or left to the process that claimed them (`later` waits for those)."""
     pre = recipe.pretrain
     if "init" in pre:
         runs = {_arch(Path(p)): Path(p) for p in ([pre["init"]] if isinstance(pre["init"], str) else pre["init"])}
@@ -186,14 +194,21 @@ def pretrained_runs(recipe: Recipe, out: Path) -> dict[str, Path]:
             raise GenptError(f"{recipe.path}: [pretrain] init needs a Transformer run"
                              + (" and an LSTM run (the lstm setting)" if "lstm" in recipe.settings else ""))
         return runs
-    shards = _shards(recipe, out)
+    own = later is None
+    later = later or Later(Claims(out))
+    with later.claims.hold("shards", wait=True):  # every stage needs them: the first process makes them
+        shards = _shards(recipe, out)
     base = {k: pre[k] for k in ("model", "train") if k in pre}
-    runs = {"transformer": _pretrain_stage(out / "pretrain", base, shards)}
+    stages = {"transformer": ("pretrain", base)}
     if "lstm" in recipe.settings:
         lstm = {k: {**base.get(k, {}), **recipe.lstm.get(k, {})} for k in ("model", "train")}
         lstm["model"]["arch"] = "lstm"
-        runs["lstm"] = _pretrain_stage(out / "pretrain-lstm", lstm, shards)
-    return runs
+        stages["lstm"] = ("pretrain-lstm", lstm)
+    for name, settings in stages.values():
+        later.run(name, partial(_done, out / name), partial(_pretrain_stage, out / name, settings, shards))
+    if own:
+        later.finish()
+    return {arch: out / name for arch, (name, _) in stages.items()}
 
 
 def _finetune_stage(init: Path, task: Task, folder: Path, cfg: FinetuneConfig) -> Path:
@@ -226,8 +241,13 @@ def _check_output(out: Path) -> None:
 
 
 def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None = None,
-              data_root: str | Path = ".") -> Path:
-    """Run (or finish) the study the recipe describes in `output`; returns the path of its report.md."""
+              data_root: str | Path = ".", workers: int = 1, report: bool = True) -> Path | None:
+    """Run (or finish) the study the recipe describes in `output`; returns the path of its report.md.
+
+    `workers` > 1 starts that many processes in all, each with its share of the CPU's threads, which
+    claim the stages between them (`genpt.study.claims`); `report=False` runs stages only (a worker)."""
+    if workers < 1:
+        raise GenptError(f"--workers {workers}: expected 1 or more processes")
     recipe = load_recipe(recipe_name, data_root)
     out = Path(output)
     _check_output(out)
@@ -236,27 +256,70 @@ def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None 
         raise GenptError(f"{out}: holds a study of another recipe ({out / RECIPE_COPY}); choose a new --output")
     io.write_text(out / RECIPE_COPY, recipe.text)
     seeds = seeds or recipe.seeds
-    runs = pretrained_runs(recipe, out)
-    finetuned: list[Path] = []
-    full: dict[str, list[float]] = {}
+    threads = torch.get_num_threads()
+    try:
+        return _run(recipe, out, seeds, data_root, workers, report)
+    finally:
+        torch.set_num_threads(threads)  # --workers gave this process a share of them
+
+
+def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: int, report: bool) -> Path | None:
+    helpers = _start_workers(recipe.path, out, seeds, data_root, workers) if workers > 1 else []
+    later = Later(Claims(out))
+    runs = pretrained_runs(recipe, out, later)
+    finetuned: list[tuple[Task, str, Path]] = []
     for task in recipe.tasks:
         for name, init, values, seed in _jobs(recipe, task, seeds):
             cfg = from_dict(FinetuneConfig, {**recipe.finetune, **values, "seed": seed}, "finetune.")
-            folder = _finetune_stage(runs[init], task, out / task.name / name, cfg)
-            finetuned.append(folder)
-            if name.startswith("full-"):
-                epochs = _finished(folder)["epochs"]
-                full.setdefault(task.name, []).append(epochs[-1][builtin_task(task.name).metrics[0]])
-    for run in runs.values():
-        _zeroshot_stage(run, [t for t in recipe.tasks if t.zeroshot], full)
+            folder = out / task.name / name
+            finetuned.append((task, name, folder))
+            stage = partial(_finetune_stage, runs[init], task, folder, cfg)
+            # A run whose pre-training another process is still doing waits for the end.
+            later.run(f"{task.name}/{name}", partial(_done, folder), stage, defer=not _done(runs[init]))
+    later.finish()
+    full: dict[str, list[float]] = {}
+    for task, name, folder in finetuned:
+        if name.startswith("full-"):
+            epochs = _finished(folder)["epochs"]
+            full.setdefault(task.name, []).append(epochs[-1][builtin_task(task.name).metrics[0]])
+    tasks = [t for t in recipe.tasks if t.zeroshot]
+    for arch, run in runs.items():
+        later.run(f"zeroshot-{arch}", partial(_zeroshot_done, run, tasks), partial(_zeroshot_stage, run, tasks, full))
+    later.finish()
+    for helper in helpers:  # a worker that failed left its stages to `later`, which ran them here
+        helper.wait()
+    if not report:
+        return None
     dev_files = {t.name: t.dev for t in recipe.tasks}
-    return write_report([*runs.values(), *finetuned], out, dev_files, own_folder=True)
+    with later.claims.hold("report", wait=True):
+        return write_report([*runs.values(), *(folder for _, _, folder in finetuned)], out, dev_files,
+                            own_folder=True)
+
+
+def _start_workers(recipe: Path, out: Path, seeds: int, data_root: str | Path, workers: int) -> list[subprocess.Popen]:
+    """`workers` - 1 more `genpt study` processes on the same folder; this one and each of them get an equal
+    share of the CPU's threads (two processes of one thread beat one of two on a shared or small machine)."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(threads)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "genpt", "study", "--recipe", str(recipe), "--output", str(out),
+               "--data", str(data_root), "--seeds", str(seeds), "--worker"]
+    log.info("%d processes of %d thread(s) each share the stages", workers, threads)
+    return [subprocess.Popen(command, env=env) for _ in range(workers - 1)]
+
+
+def _done(folder: Path) -> bool:
+    return _finished(folder) is not None
+
+
+def _zeroshot_done(run: Path, tasks: Sequence[Task]) -> bool:
+    return not tasks or (run / zs.CURVE_FILE).is_file()
 
 
 def _zeroshot_stage(run: Path, tasks: Sequence[Task], full: dict[str, list[float]]) -> None:
     """Figure 2 (right): each task's zero-shot score over the run's checkpoints, normalised by the full model's."""
     curve = run / zs.CURVE_FILE
-    if not tasks or curve.is_file():
+    if _zeroshot_done(run, tasks):
         return
     specs = []
     for t in tasks:
