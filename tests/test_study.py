@@ -75,7 +75,7 @@ def test_a_recipe_with_an_unknown_setting_is_refused(tmp_path):
 def test_the_shipped_recipes_read_and_their_tasks_find_their_data():
     shared_data("glue", "SST-2")
     shared_data("story_cloze")
-    for name in ("tiny", "cpu"):
+    for name in ("tiny", "cpu", "gpu"):
         recipe = load_recipe(name, SHARED_DATA)
         for task in recipe.tasks:
             train, dev = task.examples()
