@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=64, help="concurrent clients, one connection each")
     p.add_argument("--requests", type=int, default=600, help="requests per round and server")
     p.add_argument("--seconds", type=float, default=30.0, help="time limit of one round on one server")
-    p.add_argument("--rounds", type=int, default=2, help="rounds alternating between the two servers")
+    p.add_argument("--rounds", type=int, default=4, help="rounds alternating between the two servers")
+    p.add_argument("--warmup", type=int, help="requests per server before the measured rounds (default: --requests)")
     p.add_argument("--max-batch", type=int, default=32, help="the batching server's --max-batch")
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-tokens", type=int, default=16, help="tokens per completion")
@@ -164,10 +165,39 @@ async def load(port: int, endpoint: str, args: argparse.Namespace, seed: int) ->
         finally:
             writer.close()
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(i) for i in range(args.clients)))
     return {"requests": len(latencies), "errors": errors, "seconds": time.perf_counter() - start,
-            "latencies": latencies}
+            "client_cpu_s": time.process_time() - cpu, "latencies": latencies}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process `pid` so far (Linux), to set beside the clients' own."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def measured_round(server: subprocess.Popen, port: int, endpoint: str, args: argparse.Namespace, seed: int) -> dict:
+    """One round of load on one server, with the server's CPU seconds, its batch counts and the load average."""
+    before = cpu_seconds(server.pid), health(port)
+    run = asyncio.run(load(port, endpoint, args, seed))
+    after = cpu_seconds(server.pid), health(port)
+    run["server_cpu_s"] = after[0] - before[0] if None not in (after[0], before[0]) else None
+    name = "classify" if endpoint == "classify" else "generate"
+    batches = [h["batches"].get(name, {}) for h in (before[1], after[1])]
+    run["batches"] = batches[1].get("batches", 0) - batches[0].get("batches", 0)
+    run["items"] = batches[1].get("items", 0) - batches[0].get("items", 0)
+    run["load"] = os.getloadavg()[0]
+    return run
+
+
+def health(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
+        return json.loads(r.read())
 
 
 def summary(runs: list[dict]) -> dict:
@@ -175,6 +205,10 @@ def summary(runs: list[dict]) -> dict:
     seconds = sum(r["seconds"] for r in runs)
     done = sum(r["requests"] for r in runs)
     return {"requests": done, "errors": sum(r["errors"] for r in runs), "requests_per_s": done / seconds,
+            "rounds_per_s": [r["requests"] / r["seconds"] for r in runs],
+            "client_cpu_s": sum(r["client_cpu_s"] for r in runs),
+            "server_cpu_s": sum(r["server_cpu_s"] or 0.0 for r in runs), "seconds": seconds,
+            "mean_batch": sum(r["items"] for r in runs) / max(1, sum(r["batches"] for r in runs)),
             "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
             "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else None}
 
@@ -196,14 +230,18 @@ def main(argv: list[str] | None = None) -> dict:
             servers = {name: start_server(Path(folders[endpoint]), batch, args)
                        for name, batch in (("batched", args.max_batch), ("unbatched", 1))}
             try:
-                warm = argparse.Namespace(**{**vars(args), "requests": min(2 * args.max_batch, args.requests)})
-                for _, port in servers.values():  # first passes set up PyTorch's kernels: not measured
+                # One unmeasured round each first: a shape's first pass measures genpt's kernel choices
+                # (genpt.kernels.select) and builds oneDNN's kernels for it, once per process.
+                warm = argparse.Namespace(**{**vars(args), "requests": args.warmup or args.requests})
+                for _, port in servers.values():
                     asyncio.run(load(port, endpoint, warm, seed=-1))
                 runs: dict[str, list[dict]] = {"batched": [], "unbatched": []}
                 for round_ in range(args.rounds):
                     order = ("batched", "unbatched") if round_ % 2 == 0 else ("unbatched", "batched")
                     for name in order:
-                        runs[name].append(asyncio.run(load(servers[name][1], endpoint, args, round_)))
+                        server, port = servers[name]
+                        runs[name].append(measured_round(server, port, endpoint, args, round_))
+                threads = {name: health(port).get("threads") for name, (_, port) in servers.items()}
             finally:
                 for server, _ in servers.values():
                     server.terminate()
@@ -211,8 +249,13 @@ def main(argv: list[str] | None = None) -> dict:
                         server.wait(30)
                     except subprocess.TimeoutExpired:
                         server.kill()
-            result = {name: summary(r) for name, r in runs.items()}
+            result = {name: {**summary(r), "threads": threads[name]} for name, r in runs.items()}
             result["ratio"] = result["batched"]["requests_per_s"] / max(1e-9, result["unbatched"]["requests_per_s"])
+            # each round of one server beside the round of the other next to it in time: their median ratio
+            result["round_ratios"] = [b["requests"] / b["seconds"] / max(1e-9, u["requests"] / u["seconds"])
+                                      for b, u in zip(runs["batched"], runs["unbatched"], strict=True)]
+            result["median_ratio"] = statistics.median(result["round_ratios"])
+            result["loads"] = [r["load"] for name in runs for r in runs[name]]
             report["endpoints"][endpoint] = result
     if args.json:
         print(json.dumps(report))
@@ -223,13 +266,19 @@ def main(argv: list[str] | None = None) -> dict:
         if "model" in report:
             print("model: random weights, {layers} layers, width {width}, context {context}, vocab {vocab}".format(
                 **report["model"]))
-        print(f"{'endpoint':<12} {'server':<10} {'requests':>8} {'errors':>6} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"{'endpoint':<12} {'server':<10} {'threads':>7} {'requests':>8} {'errors':>6} {'req/s':>8} "
+              f"{'p50 ms':>8} {'p99 ms':>8} {'batch':>5} {'server CPU s':>12} {'client CPU s':>12}  req/s by round")
         for endpoint, result in report["endpoints"].items():
             for name in ("batched", "unbatched"):
                 r = result[name]
-                print(f"{endpoint:<12} {name:<10} {r['requests']:>8} {r['errors']:>6} {r['requests_per_s']:>8.1f} "
-                      f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}")
-            print(f"{endpoint:<12} batched / unbatched requests/s: {result['ratio']:.2f}x")
+                rounds = " ".join(f"{x:.0f}" for x in r["rounds_per_s"])
+                print(f"{endpoint:<12} {name:<10} {r['threads'] or '?':>7} {r['requests']:>8} {r['errors']:>6} "
+                      f"{r['requests_per_s']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['mean_batch']:>5.1f} "
+                      f"{r['server_cpu_s']:>12.2f} {r['client_cpu_s']:>12.2f}  {rounds}")
+            ratios = " ".join(f"{x:.2f}" for x in result["round_ratios"])
+            print(f"{endpoint:<12} batched / unbatched requests/s: {result['ratio']:.2f}x overall, median of rounds "
+                  f"{result['median_ratio']:.2f}x ({ratios}); load average {min(result['loads']):.1f} to "
+                  f"{max(result['loads']):.1f}")
     return report
 
 

@@ -337,6 +337,40 @@ def test_length_groups_bound_the_padding_and_keep_every_item_once():
     assert len(groups) < len(lengths)  # like lengths still share a pass
 
 
+def test_pack_rows_places_every_sequence_once_inside_its_row_without_overlap():
+    from genpt.serve.inference import pack_rows
+
+    lengths = [15, 64, 17, 3, 30, 31, 29, 60, 1, 48]
+    place = pack_rows(lengths, 64)
+    rows: dict[int, list[tuple[int, int]]] = {}
+    for n, (row, offset) in zip(lengths, place, strict=True):
+        assert 0 <= offset and offset + n <= 64
+        rows.setdefault(row, []).append((offset, offset + n))
+    for spans in rows.values():
+        spans.sort()
+        assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
+    assert sorted(rows) == list(range(len(rows))) and len(rows) < len(lengths)  # short ones share rows
+
+
+@pytest.mark.parametrize("name", ["sst2", "mrpc", "stsb", "cloze"])
+def test_packed_batch_gives_every_item_the_answer_it_gets_alone(runs, name):
+    from genpt.evaluation import predict_encoded
+
+    served = load_served(runs[name])
+    ft = served.finetuned
+    words = "the film was a gorgeous witty moving story of love and war told with care".split()
+    texts = [" ".join(words[: 1 + (7 * i) % len(words)]) for i in range(9)]
+    width = {"classification": 1, "similarity": 2, "multiple_choice": 3}[ft.task.transform]
+    examples = [Example(tuple(texts[(i + j) % len(texts)] for j in range(width)), None, "x") for i in range(len(texts))]
+    items = [encode_example(ft.task, e, ft.tokenizer, ft.max_len) for e in examples]
+    together = classify_batch(served, items)
+    for item, (predicted, probs) in zip(items, together, strict=True):
+        alone, alone_probs = predict_encoded(ft.model, [item], ft.task.target, ft.tokenizer.pad_id)
+        assert predicted == pytest.approx(alone[0], abs=1e-5)
+        if alone_probs is not None:
+            assert probs == pytest.approx(alone_probs[0], abs=1e-5)
+
+
 def test_bfloat16_weights_give_close_probabilities_and_still_generate(runs):
     texts = ["a gorgeous, witty film", "dull and far too long"]
     with running(runs["sst2"]) as url:

@@ -239,18 +239,21 @@ class GPTForTask(nn.Module):
     ) -> TaskOutput:
         B, S, T = input_ids.shape
         h, _ = self.gpt.hidden(input_ids.view(B * S, T))
-        state = h[torch.arange(B * S, device=h.device), extract_index.reshape(-1)].view(B, S, -1)
-        if self.transform == "similarity":
-            logits = self.head(state.sum(dim=1))
-        elif self.transform == "multiple_choice":
-            logits = self.head(state).squeeze(-1)
-        else:
-            logits = self.head(state[:, 0])
+        logits = self.head_logits(h[torch.arange(B * S, device=h.device), extract_index.reshape(-1)].view(B, S, -1))
         lm_loss_value = None
         if lm_labels is not None:
             lm_loss_value = kernels.lm_loss(h[:, :-1], self.gpt.lm_head.weight, lm_labels.reshape(B * S, T)[:, 1:],
                                     self.gpt.config.vocab_size)
         return TaskOutput(logits, lm_loss_value)
+
+    def head_logits(self, state: torch.Tensor) -> torch.Tensor:
+        """The head's outputs from the extract tokens' final states (B, S, n_embd), however they were computed
+        (genpt.serve packs several sequences into one row)."""
+        if self.transform == "similarity":
+            return self.head(state.sum(dim=1))
+        if self.transform == "multiple_choice":
+            return self.head(state).squeeze(-1)
+        return self.head(state[:, 0])
 
 
 __all__ = ["GPT", "GPTForTask", "GPTOutput", "TaskHead", "TaskOutput", "Block", "KVCache"]

@@ -172,7 +172,8 @@ def create_app(served: ServedModel, limits: Limits | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "model": served.name,
+        # PyTorch's threads are set per thread: the inference thread's, as its initializer set them
+        return {"status": "ok", "model": served.name, "threads": limits.threads or torch.get_num_threads(),
                 "batches": {name: {"batches": b.batches, "items": b.items, "busy_s": round(b.busy, 3)}
                             for name, b in batchers.items()}}
 
