@@ -42,8 +42,8 @@ def length_groups(lengths: Sequence[int], waste: float = 1.25) -> list[list[int]
 
 
 def padded_width(length: int, n_ctx: int, step: int = WIDTH_STEP) -> int:
-    """`length` rounded up to a multiple of `step`, within the context."""
-    return min(-(-length // step) * step, n_ctx)
+    """`length` rounded up to a multiple of `step`, within the context (a longer one is the model's to refuse)."""
+    return max(length, min(-(-length // step) * step, n_ctx))
 
 
 def pack_rows(lengths: Sequence[int], width: int) -> list[tuple[int, int]]:
