@@ -1,6 +1,8 @@
 """Stage claims between `genpt study` processes: a claimed stage is skipped and waited for at the end, a
 finished one is never rerun, and a stage whose holder stopped is run by whoever waits for it."""
 
+import threading
+
 from genpt.study.claims import Claims, Later
 
 
@@ -35,14 +37,38 @@ def test_a_stage_whose_holder_stopped_unfinished_is_run_by_the_waiter(tmp_path):
     assert ran == ["a"]
 
 
-def test_a_finished_or_deferred_stage_does_not_run_at_once(tmp_path):
+def test_a_finished_stage_never_runs_and_one_waits_for_its_input(tmp_path):
     ran = []
-    later = Later(Claims(tmp_path))
+    later = Later(Claims(tmp_path), poll=0.01)
     later.run("done", lambda: True, lambda: ran.append("done"))
-    later.run("input not ready", lambda: False, lambda: ran.append("deferred"), defer=True)
-    assert ran == []
-    later.finish()
-    assert ran == ["deferred"]
+    later.run("input", lambda: "input" in ran, lambda: ran.append("input"))
+    assert ran == ["input"]
+    inputs = iter([False, False, True])
+    later.run("needs input", lambda: "needs input" in ran, lambda: ran.append("needs input"),
+              ready=lambda: next(inputs))
+    assert ran == ["input"]
+    later.finish()  # polls until the input is ready
+    assert ran == ["input", "needs input"]
+
+
+def test_finish_runs_a_free_stage_while_an_earlier_one_is_held_elsewhere(tmp_path):
+    ran = []
+    held, release = threading.Event(), threading.Event()
+
+    def other_process():
+        with Claims(tmp_path).hold("a"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    held.wait(10)
+    later = Later(Claims(tmp_path), poll=0.01)
+    later.run("a", lambda: "a" in ran, lambda: ran.append("a"))
+    later.waiting.append(("b", lambda: "b" in ran, lambda: (ran.append("b"), release.set()), lambda: True))
+    later.finish()  # "b" runs while "a" is held; "a" runs here once the other lets go unfinished
+    thread.join()
+    assert ran == ["b", "a"]
 
 
 def test_hold_with_wait_blocks_only_while_held(tmp_path):

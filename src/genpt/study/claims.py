@@ -1,7 +1,7 @@
 """Stage claims: several `genpt study` processes share one study folder, each stage run by one of them.
 
 A process claims a stage by holding an flock(2) on `.claims/<stage>.lock` while it runs it. Another
-process that finds the claim held moves on to the next stage and comes back at the end to wait for it
+process that finds the claim held moves on to the next stage and comes back at the end for it
 (`Later`). The kernel drops a dead holder's lock at once, so a killed worker's stage is taken over,
 and resumed from its checkpoint, by whoever waits for it. Lock files are left in place: removing one
 while another process opens it would let both believe they hold it.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,32 +41,41 @@ class Claims:
 
 
 class Later:
-    """Stages to run now unless done or claimed elsewhere, and those claimed elsewhere to wait for at the end."""
+    """Stages run here unless done, claimed elsewhere or waiting for their input; those are run (or waited
+    for) at the end, each as soon as its input is ready and no other process holds it."""
 
-    def __init__(self, claims: Claims):
+    def __init__(self, claims: Claims, poll: float = 5.0):
         self.claims = claims
-        self.waiting: list[tuple[str, Callable[[], bool], Callable[[], object]]] = []
+        self.poll = poll  # seconds between looks while every stage left is another process's
+        self.waiting: list[tuple[str, Callable[[], bool], Callable[[], object], Callable[[], bool]]] = []
 
-    def run(self, stage: str, done: Callable[[], bool], run: Callable[[], object], *, defer: bool = False) -> None:
-        """Run `stage` here unless it is `done` or another process holds it; `defer` puts it straight on the
-        waiting list (a stage whose input another process is still making)."""
+    def run(self, stage: str, done: Callable[[], bool], run: Callable[[], object],
+            ready: Callable[[], bool] = lambda: True) -> None:
+        """Run `stage` now unless it is `done`, another process holds it, or its input is not `ready`
+        (a pre-training run another process is still making): then it waits for `finish`."""
         if done():
             return
-        if not defer:
-            with self.claims.hold(stage) as mine:
-                if mine:
-                    if not done():  # it may have finished between the check and the claim
-                        run()
-                    return
-        self.waiting.append((stage, done, run))
+        if ready() and self._try(stage, done, run):
+            return
+        self.waiting.append((stage, done, run, ready))
 
     def finish(self) -> None:
-        """Wait for each stage claimed elsewhere; run (resume) it here if its holder stopped before the end."""
+        """Run every waiting stage whose input is ready and whose claim is free, in order; wait while all
+        that are left are another process's. A stage whose holder stopped unfinished is resumed here."""
         while self.waiting:
-            stage, done, run = self.waiting.pop(0)
-            with self.claims.hold(stage, wait=True):
-                if not done():
-                    run()
+            for item in self.waiting:
+                stage, done, run, ready = item
+                if done() or (ready() and self._try(stage, done, run)):
+                    self.waiting.remove(item)
+                    break
+            else:
+                time.sleep(self.poll)
+
+    def _try(self, stage: str, done: Callable[[], bool], run: Callable[[], object]) -> bool:
+        with self.claims.hold(stage) as mine:
+            if mine and not done():  # it may have finished between the check and the claim
+                run()
+            return mine
 
 
 __all__ = ["Claims", "Later"]

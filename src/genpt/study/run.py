@@ -274,8 +274,8 @@ def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: 
             folder = out / task.name / name
             finetuned.append((task, name, folder))
             stage = partial(_finetune_stage, runs[init], task, folder, cfg)
-            # A run whose pre-training another process is still doing waits for the end.
-            later.run(f"{task.name}/{name}", partial(_done, folder), stage, defer=not _done(runs[init]))
+            # A run whose pre-training another process is still doing waits for it, at the end.
+            later.run(f"{task.name}/{name}", partial(_done, folder), stage, ready=partial(_done, runs[init]))
     later.finish()
     full: dict[str, list[float]] = {}
     for task, name, folder in finetuned:
