@@ -47,3 +47,15 @@ def test_measures_until_the_time_is_spent_alternating_dtypes():
 def test_choose_dtype_times_the_real_step_on_cpu():
     config = ModelConfig(vocab_size=64, n_layer=1, n_embd=16, n_head=2, n_ctx=8)
     assert choose_dtype(config, TrainConfig(batch_size=2), torch.device("cpu"), seconds=0.0) in ("float32", "bfloat16")
+
+
+def test_choose_dtype_times_the_lstms_own_step_for_an_lstm_run(monkeypatch):
+    from genpt import architectures
+    from genpt.lstm import LSTMLM
+    from genpt.train import precision
+
+    built = []
+    monkeypatch.setattr(precision, "build_model", lambda c: built.append(architectures.build_model(c)) or built[-1])
+    config = ModelConfig(arch="lstm", lstm_hidden=24, vocab_size=64, n_layer=1, n_embd=16, n_head=2, n_ctx=8)
+    choose_dtype(config, TrainConfig(batch_size=2), torch.device("cpu"), seconds=0.0)
+    assert isinstance(built[0], LSTMLM)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import torch
 
+from genpt.architectures import build_model
 from genpt.config import ModelConfig, TrainConfig
-from genpt.model import GPT
 from genpt.train.loop import autocast_for
 from genpt.train.optimizers import make_optimizer
 
@@ -59,13 +59,14 @@ def pick_faster(step_seconds: Callable[[str], float], seconds: float, *, min_rou
 
 
 def choose_dtype(model_config: ModelConfig, cfg: TrainConfig, device: torch.device, seconds: float = 20.0) -> str:
-    """The faster of float32 and bf16 autocast for this model's training step on `device`."""
+    """The faster of float32 and bf16 autocast for this model's training step on `device` (the model of
+    `model_config.arch`: an LSTM's step is not a Transformer's)."""
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     if device.type != "cpu":
         return "float32"
     torch.manual_seed(0)
-    model = GPT(model_config).to(device).train()
+    model = build_model(model_config).to(device).train()
     optimizer = make_optimizer(model, cfg, device)
     ids = torch.randint(0, model_config.vocab_size, (cfg.micro_batch, model_config.n_ctx), device=device)
     return pick_faster(lambda dtype: time_train_step(model, optimizer, ids, dtype), seconds)
