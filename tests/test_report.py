@@ -71,6 +71,10 @@ def test_report_draws_every_figure_and_embeds_each_with_a_caption(study, tmp_pat
         assert pixels.shape[0] > 200 and pixels.shape[1] > 200 and pixels.std() > 0.05, f"{name} looks blank"
         assert re.search(r"\*Figure \d+\. .{40,}\*", text.split(f"]({name})")[1]), f"{name} has no caption"
     assert "| sst2 | accuracy | no pre-training |" in text and "| 2 |" in text  # two seeds in the table
+    transfer = text.split("## Blocks transferred")[1].split("##")[0]
+    assert re.search(r"\| sst2 \| accuracy \| 0 \| [\d.]+ ± [\d.]+ \| 1 \|", transfer)  # the t0 run
+    zeroshot = text.split("## Zero-shot scores at each checkpoint")[1].split("##")[0]
+    assert re.search(r"\| gpt \| 10 \| [\d,]+ \| sst2 \| accuracy \| [\d.]+ \|", zeroshot)
     again = write_report(runs, tmp_path / "report", {"sst2": dev_file})  # a report folder may be redrawn
     assert again.read_text() == text
 

@@ -178,7 +178,7 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
         with_zeroshot = {r.name: r.zeroshot for r in pre if r.zeroshot}
         if with_zeroshot:
             shown.append(figures.zeroshot_curves(with_zeroshot, output / "zeroshot.png"))
-    tables = []
+    tables: list[tuple[str, str]] = []  # (heading, Markdown table)
     if fine:
         metric_names = {r.task.name: r.metric for r in fine}
         settings = _order([r.setting for r in fine])
@@ -192,7 +192,7 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
                 table[r.task.name][r.setting].append(r.final)
         if table:
             shown.append(figures.ablation_bars(table, metric_names, settings, output / "ablations.png"))
-            tables.append(_ablation_table(table, metric_names))
+            tables.append(("Settings compared (final epoch, over seeds)", _ablation_table(table, metric_names)))
         points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in fine:
             if r.transferred is not None:
@@ -201,11 +201,15 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
         if points:
             n_layer = max(r.n_layer for r in fine if r.transferred is not None)
             shown.append(figures.transfer_curve(points, metric_names, n_layer, output / "transfer.png"))
+            tables.append(("Blocks transferred (final epoch, over seeds)", _transfer_table(points, metric_names)))
         for (task, setting), (matrix, count) in _confusions(fine, dev_files or {}).items():
             spec = next(r.task for r in fine if r.task.name == task)
             slug = f"confusion_{task}_{setting}".replace(" ", "_").replace(",", "")
             shown.append(figures.confusion(matrix, spec.label_names, f"{task}, {setting}: confusion on dev", count,
                                            output / f"{slug}.png"))
+    with_zeroshot = [r for r in pre if r.zeroshot]
+    if with_zeroshot:
+        tables.append(("Zero-shot scores at each checkpoint", _zeroshot_table(with_zeroshot)))
     if not shown:
         raise GenptError("nothing to report: give pre-training runs or fine-tuned folders")
     path = output / REPORT
@@ -249,8 +253,29 @@ def _ablation_table(table: Mapping[str, Mapping[str, list[float]]], metric_names
     return "\n".join(lines)
 
 
+def _transfer_table(points: Mapping[str, Mapping[int, list[float]]], metric_names: Mapping[str, str]) -> str:
+    lines = ["| task | metric | blocks transferred | mean ± std | seeds |", "|---|---|---|---|---|"]
+    for task, by_k in points.items():
+        for k in sorted(by_k):
+            values = by_k[k]
+            std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+            lines.append(f"| {task} | {metric_names[task]} | {k} | {np.mean(values):.4f} ± {std:.4f} | {len(values)} |")
+    return "\n".join(lines)
+
+
+def _zeroshot_table(runs: Sequence[PretrainRun]) -> str:
+    lines = ["| run | step | tokens | task | metric | score | normalised (0 chance, 1 best fine-tuned) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for row in r.zeroshot:
+            normalised = "-" if row.get("normalised") is None else f"{row['normalised']:.3f}"
+            lines.append(f"| {r.name} | {row['step']} | {row['tokens']:,} | {row['task']} | {row['metric']} | "
+                         f"{row['value']:.4f} | {normalised} |")
+    return "\n".join(lines)
+
+
 def _markdown(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun], shown: Sequence[figures.Figure],
-              tables: Sequence[str]) -> str:
+              tables: Sequence[tuple[str, str]]) -> str:
     out = ["# genpt report", ""]
     if pre:
         out += ["## Pre-training runs", "", "| run | steps | tokens | last train loss | last validation perplexity |",
@@ -267,8 +292,8 @@ def _markdown(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun], shown: S
             out.append(f"| {r.name} | {r.task.name} | {r.setting} | {r.seed} | {len(r.epochs)} | "
                        f"{r.metric} {r.final:.4f} |")
         out.append("")
-    for table in tables:
-        out += ["## Settings compared (final epoch, over seeds)", "", table, ""]
+    for heading, table in tables:
+        out += [f"## {heading}", "", table, ""]
     out += ["## Figures", ""]
     for n, figure in enumerate(shown, 1):
         out += [f"### Figure {n}. {figure.title}", "", f"![{figure.title}]({figure.file})", "",
