@@ -15,4 +15,4 @@ def test_doctor_names_the_cpu_and_the_choice_of_every_fast_path_met(capsys, tmp_
     assert "CPU: " in out and "product ceilings" in out and "fp32 MKL" in out and "bf16" in out
     assert "linear    plain        forced by GENPT_KERNELS" in out
     assert "attention" in out and "dropout" in out  # dropout 0.1 by default: both have CPU fast paths
-    assert "precision for training: " in out and "ms" in out  # measured: which wins depends on the CPU
+    assert "precision for training (train.dtype=auto): " in out and "ms" in out  # which wins depends on the CPU

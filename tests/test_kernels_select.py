@@ -150,38 +150,6 @@ def test_the_model_trains_the_same_through_measured_kernels(installed, tmp_path)
     torch.testing.assert_close(losses["measure"], losses["plain"])
 
 
-def test_best_dtype_keeps_float32_unless_bf16_products_are_clearly_faster(installed, tmp_path):
-    installed(select.Selector("measure", select.Cache(tmp_path / "c.json")))
-    products = select.model_products(32, 128, 64, 16)
-    slow = select.best_dtype(products, timer=lambda p: {"float32": 1.0, "bfloat16": 0.95})
-    assert slow.chosen == "float32"
-    installed(select.Selector("measure", select.Cache(tmp_path / "d.json")))
-    fast = select.best_dtype(products, timer=lambda p: {"float32": 1.0, "bfloat16": 0.2})
-    assert fast.chosen == "bfloat16" and fast.seconds == {"float32": 1.0, "bfloat16": 0.2}
-    installed(select.Selector("dtype=float32", select.Cache(tmp_path / "d.json")))
-    assert select.best_dtype(products).chosen == "float32"
-
-
-def test_a_remembered_choice_is_measured_once_and_forced_by_its_name(installed, tmp_path):
-    installed(select.Selector("measure", select.Cache(tmp_path / "c.json")))
-    calls = []
-
-    def measure():
-        calls.append(1)
-        return {"plain": 1.0, "other": 0.5}
-
-    assert select.remembered("thing|8x8", measure, "plain").chosen == "other"
-    assert select.remembered("thing|8x8", measure, "plain").chosen == "other" and len(calls) == 1
-    installed(select.Selector("thing=plain", select.Cache(tmp_path / "c.json")))
-    assert select.remembered("thing|8x8", measure, "plain").chosen == "plain"
-
-
-def test_a_forced_dtype_must_be_float32_or_bfloat16(installed, tmp_path):
-    installed(select.Selector("dtype=float16", select.Cache(tmp_path / "c.json")))
-    with pytest.raises(GenptError, match="dtype=float16"):
-        select.best_dtype([(8, 8, 8)])
-
-
 def test_forgetting_the_cache_measures_again(installed, tmp_path):
     calls = []
     file = tmp_path / "c.json"

@@ -1,5 +1,6 @@
 """What genpt will run on this machine for a model, and why: the CPU, its product ceilings, the kernel
-each fast path chose (with the times that chose it) and bf16 autocast against float32.
+each fast path chose (with the times that chose it) and bf16 autocast against float32, timed as
+`train.dtype=auto` times it (genpt.train.precision: the model's own training step, in turns).
 
 One training step of the model in each precision makes every fast path meet the signatures a run
 meets; the selector measures those it has not seen on this CPU (genpt.kernels.select) and caches them,
@@ -12,11 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
-from genpt.config import ModelConfig
+from genpt.config import ModelConfig, TrainConfig
 from genpt.kernels import measure, select
 from genpt.model import GPT
+from genpt.train import precision
 
 DTYPES = ("float32", "bfloat16")
+DTYPE_SECONDS = 5.0  # of timed training steps, bf16 against float32 (a run's auto choice times 20)
 
 
 @dataclass
@@ -27,7 +30,7 @@ class Diagnosis:
     setting: str  # GENPT_KERNELS's mode and forced entries
     cache_file: str
     kernels: dict[str, dict[str, select.Choice]]  # dtype -> "path|signature" -> choice
-    dtype: select.Choice  # bf16 autocast or float32, from the model's products
+    dtype: select.Choice  # bf16 autocast or float32, from the model's training step
 
 
 def diagnose(model: ModelConfig, batch: int, remeasure: bool = False) -> Diagnosis:
@@ -44,10 +47,11 @@ def diagnose(model: ModelConfig, batch: int, remeasure: bool = False) -> Diagnos
             loss = net(ids, labels=ids, return_logits=False).loss
         loss.backward()
         kernels[dtype] = dict(sel.used)
-    products = select.model_products(model.n_embd, model.inner_dim, model.padded_vocab_size, batch * model.n_ctx)
+    times = precision.step_times(precision.train_step_timer(model, TrainConfig(batch_size=batch), torch.device("cpu")),
+                                 DTYPE_SECONDS)
     setting = ",".join([sel.mode, *(f"{k}={v}" for k, v in sel.forced.items())])
     return Diagnosis(measure.cpu_identity(), torch.get_num_threads(), measure.product_ceilings(), setting,
-                     str(sel.cache.file), kernels, select.best_dtype(products))
+                     str(sel.cache.file), kernels, select.Choice(precision.faster(times), times))
 
 
 def format_diagnosis(d: Diagnosis) -> str:
@@ -65,8 +69,8 @@ def format_diagnosis(d: Diagnosis) -> str:
                 times += f" (load {choice.load:.1f} a core)"
             lines.append(f"  {path:<10}{choice.chosen:<13}{times or choice.reason}  [{sig}]")
     times = ", ".join(f"{name} {s * 1e3:.1f} ms" for name, s in d.dtype.seconds.items())
-    lines.append(f"\nprecision for training: {d.dtype.chosen} ({times or d.dtype.reason}: the model's products, "
-                 f"forward and backward; bf16 only when {select.best_dtype.__kwdefaults__['margin']:g}x faster)")
+    lines.append(f"\nprecision for training (train.dtype=auto): {d.dtype.chosen} ({times or d.dtype.reason}: a "
+                 f"training step of the model, medians; bf16 only when {precision.MARGIN:g}x faster)")
     return "\n".join(lines)
 
 

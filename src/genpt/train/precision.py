@@ -38,10 +38,12 @@ def time_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, id
     return time.perf_counter() - start
 
 
-def pick_faster(step_seconds: Callable[[str], float], seconds: float, *, min_rounds: int = 2,
-                margin: float = 1.05) -> str:
-    """Alternate timed steps of each dtype until `seconds` of steps are measured (the first round
-    discarded as warm-up); bf16 when its median step is at least `margin` times faster."""
+MARGIN = 1.05  # bf16 is taken only when its median step is at least this much faster
+
+
+def step_times(step_seconds: Callable[[str], float], seconds: float, *, min_rounds: int = 2) -> dict[str, float]:
+    """Median seconds a step of each dtype: timed steps alternate until `seconds` of them are measured (the
+    first round discarded as warm-up), so a busy spell on shared cores hits both alike."""
     times: dict[str, list[float]] = {dtype: [] for dtype in DTYPES}
     rounds = measured = 0
     while rounds < min_rounds + 1 or measured < seconds:
@@ -51,22 +53,37 @@ def pick_faster(step_seconds: Callable[[str], float], seconds: float, *, min_rou
                 times[dtype].append(elapsed)
                 measured += elapsed
         rounds += 1
-    fp32, bf16 = (statistics.median(times[d]) for d in DTYPES)
-    choice = "bfloat16" if fp32 >= margin * bf16 else "float32"
-    log.info("step time: float32 %.3f s, bf16 autocast %.3f s (median of %d rounds each): %s",
-             fp32, bf16, rounds - 1, choice)
+    return {dtype: statistics.median(t) for dtype, t in times.items()}
+
+
+def faster(times: dict[str, float], margin: float = MARGIN) -> str:
+    return "bfloat16" if times["float32"] >= margin * times["bfloat16"] else "float32"
+
+
+def pick_faster(step_seconds: Callable[[str], float], seconds: float, *, min_rounds: int = 2,
+                margin: float = MARGIN) -> str:
+    """float32 or bf16 autocast, whichever `step_seconds` times faster (bf16 by at least `margin`)."""
+    times = step_times(step_seconds, seconds, min_rounds=min_rounds)
+    choice = faster(times, margin)
+    log.info("step time: float32 %.3f s, bf16 autocast %.3f s (medians): %s", times["float32"], times["bfloat16"],
+             choice)
     return choice
 
 
-def choose_dtype(model_config: ModelConfig, cfg: TrainConfig, device: torch.device, seconds: float = 20.0) -> str:
-    """The faster of float32 and bf16 autocast for this model's training step on `device` (the model of
-    `model_config.arch`: an LSTM's step is not a Transformer's)."""
-    if device.type == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    if device.type != "cpu":
-        return "float32"
+def train_step_timer(model_config: ModelConfig, cfg: TrainConfig, device: torch.device) -> Callable[[str], float]:
+    """Seconds of one training step of this model (of `model_config.arch`: an LSTM's step is not a
+    Transformer's) with `cfg`'s optimizer and micro-batch, in the dtype given."""
     torch.manual_seed(0)
     model = build_model(model_config).to(device).train()
     optimizer = make_optimizer(model, cfg, device)
     ids = torch.randint(0, model_config.vocab_size, (cfg.micro_batch, model_config.n_ctx), device=device)
-    return pick_faster(lambda dtype: time_train_step(model, optimizer, ids, dtype), seconds)
+    return lambda dtype: time_train_step(model, optimizer, ids, dtype)
+
+
+def choose_dtype(model_config: ModelConfig, cfg: TrainConfig, device: torch.device, seconds: float = 20.0) -> str:
+    """The faster of float32 and bf16 autocast for this model's training step on `device`."""
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if device.type != "cpu":
+        return "float32"
+    return pick_faster(train_step_timer(model_config, cfg, device), seconds)
