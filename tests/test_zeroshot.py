@@ -179,3 +179,9 @@ def test_zeroshot_command_prints_the_score_and_refuses_cola_without_train(lm, tm
     assert "give --train FILE" in capsys.readouterr().err
     assert main(["zeroshot", str(run), "--task", "cola", "--data", str(cola), "--train", str(cola)]) == 0
     assert "training sentences" in capsys.readouterr().out
+
+
+def test_a_best_score_at_chance_does_not_normalise_the_curve():
+    assert zs.normalised("cola", 0.05, -0.003) is None  # fine-tuning never beat chance: no scale to draw on
+    assert zs.normalised("sst2", 0.6, 0.51) is None
+    assert zs.normalised("sst2", 0.6, 0.7) == pytest.approx(0.5)

@@ -27,7 +27,7 @@ from genpt.errors import GenptError
 from genpt.load import load_finetuned
 from genpt.predict import predict
 from genpt.study import figures
-from genpt.study.zeroshot import read_curve
+from genpt.study.zeroshot import normalised, read_curve
 
 REPORT = "report.md"
 METRICS = "metrics.jsonl"  # genpt.train.metrics_log writes it
@@ -90,7 +90,8 @@ def read_pretrain(path: Path) -> PretrainRun:
     per_step = train[-1]["tokens"] / train[-1]["step"]
     val = [{**r, "tokens": tokens_at.get(r["step"], r["step"] * per_step)} for r in rows if r["split"] == "val"]
     config = io.read_json(path / "config.json") if (path / "config.json").is_file() else {}
-    return PretrainRun(path, path.name, figures.Curve(path.name, train, val), read_curve(path), config)
+    rows = [{**row, "normalised": normalised(row["task"], row["value"], row.get("best"))} for row in read_curve(path)]
+    return PretrainRun(path, path.name, figures.Curve(path.name, train, val), rows, config)
 
 
 def setting_of(arch: str, scratch: bool, transfer: int, n_layer: int, lm_coef: float) -> str:

@@ -39,6 +39,7 @@ TASKS = ("sst2", "cola", "story_cloze", "wnli")
 METRIC = {"sst2": "accuracy", "cola": "mcc", "story_cloze": "accuracy", "wnli": "accuracy"}
 CHANCE = {"sst2": 0.5, "cola": 0.0, "story_cloze": 0.5, "wnli": 0.5}  # a random guess's expected score
 CURVE_FILE = "zeroshot.jsonl"
+MIN_GAIN = 0.02  # the best fine-tuned score must beat chance by this much to normalise by it
 
 
 def load_lm(path: str | Path):
@@ -304,8 +305,9 @@ class ZeroShotData:
 
 
 def normalised(task: str, value: float, best: float | None) -> float | None:
-    """The paper's Figure 2 scale: 0 at chance, 1 at the best fine-tuned score."""
-    if best is None or best == CHANCE[task]:
+    """The paper's Figure 2 scale: 0 at chance, 1 at the best fine-tuned score; None where fine-tuning did
+    not beat chance by MIN_GAIN (dividing by next to nothing would blow every zero-shot wobble up)."""
+    if best is None or best - CHANCE[task] < MIN_GAIN:
         return None
     return (value - CHANCE[task]) / (best - CHANCE[task])
 
