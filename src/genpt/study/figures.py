@@ -188,8 +188,11 @@ def transfer_curve(points: Mapping[str, Mapping[int, list[float]]], metric_names
 
 def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path) -> Figure:
     """runs[name] = zero-shot rows (tokens, task, value, normalised) of one pre-training run's checkpoints."""
-    normalised = all(r.get("normalised") is not None for rows in runs.values() for r in rows)
-    tasks = sorted({r["task"] for rows in runs.values() for r in rows})
+    every = sorted({r["task"] for rows in runs.values() for r in rows})
+    scaled = [t for t in every if all(r.get("normalised") is not None for rows in runs.values() for r in rows
+                                      if r["task"] == t)]
+    normalised = bool(scaled)  # tasks without a scale (fine-tuning never beat chance) are left out, and said so
+    tasks = scaled or every
     colors = dict(zip(tasks, _colors(len(tasks)), strict=True))
     styles = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D")]  # runs that overlap stay apart by marker
     fig, ax = plt.subplots(figsize=(9.5, 4.4))
@@ -213,6 +216,9 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path) -> Figure:
     _save(fig, path, legend_right=True)
     scale = ("normalised between chance (0) and the best fine-tuned score (1), as in the paper's Figure 2 "
              "(right)" if normalised else "as fractions (no best fine-tuned score was given to normalise them)")
+    if left_out := [t for t in every if t not in tasks]:
+        scale += (f"; left out: {', '.join(left_out)}, whose fine-tuned score did not beat chance, so there is no "
+                  "scale to draw it on (its scores are in the table)")
     return Figure(path.name, "Zero-shot curves (the paper's Figure 2, right)",
                   "The zero-shot heuristics of genpt.study.zeroshot scored at each checkpoint of each "
                   f"pre-training run (line style: run; colour: task), {scale}.")
