@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole method on a public-domain corpus, on the CPU, in minutes")
     p.add_argument("--corpus", help="your own text (files, folders, globs) instead of Shakespeare")
     p.add_argument("--output", "-o", default="runs/demo")
-    p.add_argument("--minutes", type=float, default=4.0, help="pre-training time budget")
+    p.add_argument("--minutes", type=float, default=3.0, help="pre-training time budget")
     p.add_argument("--fresh", action="store_true", help="start over instead of reusing finished stages")
     p.set_defaults(func=cmd_demo)
 
