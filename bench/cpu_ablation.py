@@ -3,10 +3,11 @@
 All variants live in one process and are timed in turns (round-robin), so drift in the machine hits
 each alike; reported are the medians. The switches turn genpt.kernels' fast paths off, leaving their
 plain twins: `F.linear` (MKL) for oneDNN, `F.dropout` for the 16-bit masks, SDPA's math path for the
-attention with dropout, the full-logits cross-entropy for the chunked loss, and the for-each AdamW for
-the fused one. A fast path switched on runs wherever it applies (GENPT_KERNELS=first: no measuring, so
-that each row shows what its path gains or costs on this CPU; `bench/step_turns.py` shows the measured
-choice). The lm_loss row is the chunked loss with oneDNN's products.
+attention with dropout, PyTorch's tanh GELU for the compiled one, the full-logits cross-entropy for the
+chunked loss, and the for-each AdamW for the fused one. A fast path switched on runs wherever it
+applies (GENPT_KERNELS=first: no measuring, so that each row shows what its path gains or costs on
+this CPU; `bench/step_turns.py` shows the measured choice). The lm_loss row is the chunked loss with
+oneDNN's products. Gains of a few percent drown here: `bench/path_turns.py` isolates one path.
 
     python bench/cpu_ablation.py                 # small shape, float32
     python bench/cpu_ablation.py --dtype bfloat16
@@ -27,9 +28,10 @@ from genpt.kernels import select
 from genpt.model import GPT
 from genpt.train.optimizers import param_groups
 
-STEPS = ["fused AdamW", "linear", "dropout", "attention", "lm_loss"]  # switched on in this order
+STEPS = ["fused AdamW", "linear", "dropout", "attention", "gelu", "lm_loss"]  # switched on in this order
 NAMES = {"fused AdamW": "+ fused AdamW", "linear": "+ oneDNN float32 linear", "dropout": "+ 16-bit dropout masks",
-         "attention": "+ attention with dropout (baddbmm)", "lm_loss": "+ chunked LM loss"}
+         "attention": "+ attention with dropout (baddbmm)", "gelu": "+ compiled tanh GELU",
+         "lm_loss": "+ chunked LM loss"}
 
 
 def switched_off(on: set[str]):

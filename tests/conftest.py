@@ -16,8 +16,9 @@ import torch
 from genpt.data.corpus import prepare, train_tokenizer
 
 # The kernels' registry order, not measured choices: tests stay repeatable and write no cache under ~.
-# tests/test_kernels_select.py installs measuring selectors of its own.
-os.environ.setdefault("GENPT_KERNELS", "first")
+# tests/test_kernels_select.py installs measuring selectors of its own. The fused GELU compiles for
+# seconds in each new process (the CLI tests start many); tests/test_kernels_fused_gelu.py proves it.
+os.environ.setdefault("GENPT_KERNELS", "first,gelu=plain")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BENCH = Path(__file__).resolve().parents[1] / "bench"

@@ -1,7 +1,7 @@
 """The GPT-1 Transformer decoder: post-LN blocks, GELU, learned positions, an LM head tied to the embedding.
 
 Modules are defined in the order data flows through them. The model knows nothing of training. Its
-linears, dropouts, attention and LM loss come from genpt.kernels, which runs a measured fast path where
+linears, dropouts, attention, GELU and LM loss come from genpt.kernels, which runs a measured fast path where
 one applies and plain PyTorch elsewhere: the same numbers either way (tests/test_kernels_*.py).
 """
 
@@ -23,7 +23,7 @@ KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 def activation(name: str):
     """GPT-1 used the tanh approximation of GELU; the others are for experiments."""
     if name == "gelu":
-        return lambda x: F.gelu(x, approximate="tanh")
+        return kernels.gelu
     return {"gelu_exact": F.gelu, "relu": F.relu, "silu": F.silu}[name]
 
 

@@ -1,9 +1,9 @@
-"""The one place the model asks for its fast paths: linear, dropout, attention, the LM loss.
+"""The one place the model asks for its fast paths: linear, dropout, attention, GELU, the LM loss.
 
 Each is a `FastPath` of named alternatives (genpt.kernels.registry): the CPU kernels first, each
 applying only to the inputs it serves, and the plain PyTorch twin last, which serves the rest (GPUs,
 torch.compile, other dtypes). Of those that apply, the one measured fastest on this CPU runs
-(genpt.kernels.select). The model calls `linear`, `dropout`, `attention` and `lm_loss` and does not
+(genpt.kernels.select). The model calls `linear`, `dropout`, `attention`, `gelu` and `lm_loss` and does not
 know which alternative ran; `disable("linear.onednn", ...)` switches alternatives off
 for a block (the parity tests and bench/cpu_ablation.py). What each gains: docs/performance.md.
 """
@@ -20,6 +20,7 @@ from torch import nn
 from genpt.kernels import causal_attention as _attention
 from genpt.kernels import chunked_loss as _lm_loss
 from genpt.kernels import dropout_masks as _dropout
+from genpt.kernels import fused_gelu as _gelu
 from genpt.kernels import onednn
 from genpt.kernels.chunked_loss import cross_entropy
 from genpt.kernels.registry import Alternative, FastPath
@@ -43,6 +44,17 @@ _attend = FastPath(
 )
 
 
+def _tanh_gelu(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+_activate = FastPath(
+    "gelu",
+    Alternative("fused", _gelu.applies, _gelu.fused_gelu),
+    Alternative("plain", lambda *args, **kwargs: True, _tanh_gelu),
+)
+
+
 def _plain_lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
     """The whole (positions, vocab) logits through the head, then the cross-entropy."""
     return cross_entropy(linear(h, weight), targets, vocab)
@@ -54,7 +66,7 @@ _loss = FastPath(
     Alternative("chunked_mm", _lm_loss.mm_applies, _lm_loss.chunked_mm_lm_loss),
     Alternative("plain", lambda *args, **kwargs: True, _plain_lm_loss),
 )
-PATHS: dict[str, FastPath] = {path.name: path for path in (_linear, _drop, _attend, _loss)}
+PATHS: dict[str, FastPath] = {path.name: path for path in (_linear, _drop, _attend, _activate, _loss)}
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -73,6 +85,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: floa
               attn_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Causal attention of the last q.size(2) positions over all keys (genpt.kernels.causal_attention)."""
     return _attend(q, k, v, dropout_p, attn_mask)
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """GPT-1's GELU, the tanh approximation: `F.gelu(x, approximate="tanh")`."""
+    return _activate(x)
 
 
 def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int | None = None) -> torch.Tensor:
@@ -109,5 +126,5 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
-__all__ = ["PATHS", "Dropout", "Linear", "attention", "cross_entropy", "disable", "dropout", "linear", "lm_loss",
-           "preferred_attention_kernels"]
+__all__ = ["PATHS", "Dropout", "Linear", "attention", "cross_entropy", "disable", "dropout", "gelu", "linear",
+           "lm_loss", "preferred_attention_kernels"]
