@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     ids = torch.randint(0, config.vocab_size, (args.batch, config.n_ctx))
     others = ",".join(f"{name}=plain" for name in kernels.PATHS if name != args.path)
     alternatives = kernels.PATHS[args.path].names()
-    selectors = {alt: select.Selector(f"first,{others},{args.others},{args.path}={alt}".replace(",,", ","),
+    selectors = {alt: select.Selector(",".join(filter(None, ["first", others, args.others, f"{args.path}={alt}"])),
                                       select.Cache(None)) for alt in alternatives}
 
     def step(alt: str) -> float:

@@ -17,6 +17,7 @@ generation) lose to the plain kernel, and genpt.kernels.select measures so.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -43,15 +44,13 @@ def _backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 _ready: dict[torch.dtype, bool] = {}
-_loops: list[Callable[..., torch.Tensor]] = []  # compiled forward and backward, made on first use
 
 
-def _compile() -> list[Callable[..., torch.Tensor]]:
-    """One symbolic length for both loops: callers pass flat tensors, so no length compiles twice. Made
-    here rather than at import, which would load torch._dynamo into every genpt process."""
-    if not _loops:
-        _loops.extend(torch.compile(f, dynamic=True) for f in (_forward, _backward))
-    return _loops
+@functools.cache
+def _loops() -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
+    """The compiled forward and backward, one symbolic length each: callers pass flat tensors, so no length
+    compiles twice. Made on first use, not at import, which would load torch._dynamo into every process."""
+    return torch.compile(_forward, dynamic=True), torch.compile(_backward, dynamic=True)
 
 
 def compiled(dtype: torch.dtype) -> bool:
@@ -61,7 +60,7 @@ def compiled(dtype: torch.dtype) -> bool:
         try:
             with torch.autocast("cpu", enabled=False), torch.no_grad():
                 x = torch.linspace(-4, 4, 4099, dtype=dtype)
-                forward, backward = _compile()
+                forward, backward = _loops()
                 forward(x)
                 backward(torch.ones_like(x), x)
             _ready[dtype] = True
@@ -76,13 +75,13 @@ class _FusedGelu(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         with torch.autocast("cpu", enabled=False):
-            return _loops[0](x.reshape(-1)).view(x.shape)
+            return _loops()[0](x.reshape(-1)).view(x.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return _loops[1](grad.contiguous().reshape(-1), x.reshape(-1)).view(x.shape)
+        return _loops()[1](grad.contiguous().reshape(-1), x.reshape(-1)).view(x.shape)
 
 
 def applies(x: torch.Tensor) -> bool:
