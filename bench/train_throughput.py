@@ -37,6 +37,7 @@ from workers import cpu_name, describe_machine, machine, run_worker, src_path_en
 SHAPES = {
     "tiny": (2, 64, 2, 64, 512, 8),
     "small": (6, 384, 6, 256, 8192, 8),
+    "cpu": (4, 256, 4, 128, 8192, 32),  # the cpu recipe's (genpt.recipes): the demo's and the study's model
     "gpt1": (12, 768, 12, 512, 40478, 1),
 }
 IMPLEMENTATIONS = ("genpt", "hf", "litgpt", "nanogpt")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from genpt import kernels
 from genpt.config import ModelConfig
-from genpt.kernels.causal_attention import causal_attention_with_dropout
+from genpt.kernels.causal_attention import causal_attention_math, causal_attention_with_dropout
 from genpt.kernels.dropout_masks import keep_mask
 from genpt.model import GPT
 
@@ -32,6 +32,15 @@ def test_attention_with_dropout_is_sdpa_math_with_the_same_mask():
         torch.testing.assert_close(a, b)
 
 
+def test_attention_as_products_is_sdpa_with_its_gradients():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 11, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    y = causal_attention_math(q, k, v)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(y, ref)
+    grad = torch.randn_like(y)
+    for a, b in zip(torch.autograd.grad(y, (q, k, v), grad), torch.autograd.grad(ref, (q, k, v), grad), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_attention_without_dropping_equals_sdpa():
@@ -60,11 +69,15 @@ def test_an_explicit_mask_replaces_the_causal_one():
                                F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
 
-def test_training_on_the_cpu_takes_the_dropout_path_and_a_cache_takes_sdpa():
+def test_training_on_the_cpu_takes_an_explicit_path_and_inference_or_a_cache_takes_sdpa():
     q = torch.randn(1, 2, 4, 8)
     attention = kernels.PATHS["attention"]
     assert attention.choose(q, q, q, 0.1, None).name == "cpu_dropout"
-    assert attention.choose(q, q, q, 0.0, None).name == "sdpa"
+    assert attention.choose(q, q, q, 0.0, None).name == "sdpa"  # no gradients: SDPA's forward is the faster
+    trained = q.clone().requires_grad_()
+    assert attention.choose(trained, trained, trained, 0.0, None).name == "cpu_math"
+    with torch.no_grad():
+        assert attention.choose(trained, trained, trained, 0.0, None).name == "sdpa"
     assert attention.choose(q, torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8), 0.1, None).name == "sdpa"
 
 

@@ -40,6 +40,7 @@ _drop = FastPath(
 _attend = FastPath(
     "attention",
     Alternative("cpu_dropout", _attention.cpu_dropout_applies, _attention.causal_attention_with_dropout),
+    Alternative("cpu_math", _attention.cpu_math_applies, _attention.causal_attention_math),
     Alternative("sdpa", lambda *args, **kwargs: True, _attention.sdpa_attention),
 )
 
