@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from genpt import kernels
-from genpt.kernels import fused_gelu, select
+from genpt.kernels import fused_gelu, inductor, select
 
 
 @pytest.fixture
@@ -69,8 +69,8 @@ def test_falls_back_to_the_plain_gelu_when_compiling_fails(registry_order, monke
             raise RuntimeError("Compiler: cc not found")
         return call
 
-    monkeypatch.setattr(fused_gelu, "_ready", {})
-    monkeypatch.setattr(fused_gelu, "_loops", functools.cache(fused_gelu._loops.__wrapped__))
+    monkeypatch.setattr(inductor, "_ready", {})
+    monkeypatch.setattr(inductor, "compiled", functools.cache(inductor.compiled.__wrapped__))
     monkeypatch.setattr(torch, "compile", broken)
     x = torch.randn(3, 8, 64, dtype=torch.bfloat16, requires_grad=True)
     y = kernels.gelu(x)  # chosen (the registry's first), fails to compile, answers with PyTorch's GELU
@@ -89,7 +89,7 @@ def test_other_inputs_take_the_plain_path(registry_order):
 
 
 def test_the_measured_choice_keeps_plain_when_the_fused_loop_is_slower(tmp_path, monkeypatch):
-    monkeypatch.setattr(fused_gelu, "_ready", {torch.bfloat16: True})  # as on a machine that compiles
+    monkeypatch.setattr(inductor, "_ready", {("GELU", torch.bfloat16): True})  # as on a machine that compiles
     timer = lambda applicable, args: {"fused": 2.0, "plain": 1.0}  # noqa: E731
     saved = select.use(select.Selector("measure", select.Cache(tmp_path / "c.json"), timer))
     try:

@@ -63,6 +63,7 @@ def _plain_lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
 
 _loss = FastPath(
     "lm_loss",
+    Alternative("chunked_fused", _lm_loss.fused_applies, _lm_loss.chunked_fused_lm_loss),
     Alternative("chunked", _lm_loss.applies, _lm_loss.chunked_lm_loss),
     Alternative("chunked_mm", _lm_loss.mm_applies, _lm_loss.chunked_mm_lm_loss),
     Alternative("plain", lambda *args, **kwargs: True, _plain_lm_loss),

@@ -10,22 +10,20 @@ gains about 5% (`bench/path_turns.py --path gelu`).
 
 Only bfloat16: in float32 the same loops gain under 2% of a step, within the noise, and compiling costs
 seconds once per process and dtype (7 s cold, 0.5-3 s from Inductor's disk cache), which a short run or
-a float32 server's first request would pay for nothing. Where Inductor cannot compile (no C++ compiler)
-PyTorch's kernel answers and the path is not offered again. Small calls (a token at a time in
+a float32 server's first request would pay for nothing. Where Inductor cannot compile
+(genpt.kernels.inductor) PyTorch's kernel answers and the path is not offered again. The loops take flat
+tensors, so no length compiles twice. Small calls (a token at a time in
 generation) lose to the plain kernel, and genpt.kernels.select measures so.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-log = logging.getLogger("genpt")
+from genpt.kernels import inductor
 
 K = math.sqrt(2.0 / math.pi)
 C = 0.044715
@@ -43,31 +41,14 @@ def _backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (grad.float() * (s + xf * s * (1 - s) * (2 * K) * (1 + 3 * C * xf * xf))).to(x.dtype)
 
 
-_ready: dict[torch.dtype, bool] = {}
-
-
-@functools.cache
-def _loops() -> tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor]]:
-    """The compiled forward and backward, one symbolic length each: callers pass flat tensors, so no length
-    compiles twice. Made on first use, not at import, which would load torch._dynamo into every process."""
-    return torch.compile(_forward, dynamic=True), torch.compile(_backward, dynamic=True)
-
-
 def compiled(dtype: torch.dtype) -> bool:
-    """Whether the loops compile and run for `dtype`: tried once per process, on a small input, when the
-    fused GELU first runs (a machine whose measured choice is the plain kernel never compiles)."""
-    if dtype not in _ready:
-        try:
-            with torch.autocast("cpu", enabled=False), torch.no_grad():
-                x = torch.linspace(-4, 4, 4099, dtype=dtype)
-                forward, backward = _loops()
-                forward(x)
-                backward(torch.ones_like(x), x)
-            _ready[dtype] = True
-        except Exception as e:  # noqa: BLE001 - no compiler, an unsupported platform: Inductor raises many kinds
-            log.info("fused GELU unavailable for %s (%s: %s); PyTorch's serves", dtype, type(e).__name__, e)
-            _ready[dtype] = False
-    return _ready[dtype]
+    """Whether the loops compile and run for `dtype` (genpt.kernels.inductor), tried on a small input when
+    the fused GELU first runs: a machine whose measured choice is the plain kernel never compiles."""
+    def trial() -> None:
+        x = torch.linspace(-4, 4, 4099, dtype=dtype)
+        inductor.compiled(_forward)(x)
+        inductor.compiled(_backward)(torch.ones_like(x), x)
+    return inductor.works("GELU", dtype, trial)
 
 
 class _FusedGelu(torch.autograd.Function):
@@ -75,20 +56,20 @@ class _FusedGelu(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         with torch.autocast("cpu", enabled=False):
-            return _loops()[0](x.reshape(-1)).view(x.shape)
+            return inductor.compiled(_forward)(x.reshape(-1)).view(x.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return _loops()[1](grad.contiguous().reshape(-1), x.reshape(-1)).view(x.shape)
+        return inductor.compiled(_backward)(grad.contiguous().reshape(-1), x.reshape(-1)).view(x.shape)
 
 
 def applies(x: torch.Tensor) -> bool:
     """CPU bfloat16, contiguous, outside torch.compile (which fuses the plain GELU itself), and
     not known to fail to compile."""
     return (x.device.type == "cpu" and x.dtype in DTYPES and x.is_contiguous()
-            and not torch.compiler.is_compiling() and _ready.get(x.dtype, True))
+            and not torch.compiler.is_compiling() and not inductor.failed("GELU", x.dtype))
 
 
 def fused_gelu(x: torch.Tensor) -> torch.Tensor:
