@@ -70,6 +70,26 @@ def test_sst2_compares_positive_with_negative_after_very(lm):
     assert result.value == pytest.approx(np.mean([p == e.label for p, e in zip(expected, examples, strict=True)]))
 
 
+def test_sst2_given_training_sentences_thresholds_the_margin_chosen_on_them(lm):
+    model, tokenizer, _ = lm
+    train = [Example((s,), int(i % 3 != 0), f"t:{i}") for i, s in enumerate(SENTENCES)]
+    dev = [Example((s,), i % 2, f"d:{i}") for i, s in enumerate(reversed(SENTENCES))]
+
+    def margin(sentence: str) -> float:
+        return (sum(hand_logprobs(model, tokenizer, sentence + " very", " positive"))
+                - sum(hand_logprobs(model, tokenizer, sentence + " very", " negative")))
+
+    train_margins = [margin(e.texts[0]) for e in train]
+    labels = [e.label for e in train]
+    values = sorted(set(train_margins))
+    candidates = [values[0] - 1, *((a + b) / 2 for a, b in itertools.pairwise(values))]
+    threshold = max(candidates, key=lambda t: matthews_corrcoef(labels, [int(m > t) for m in train_margins]))
+    expected = [int(margin(e.texts[0]) > threshold) for e in dev]
+    result = zs.zeroshot(model, tokenizer, "sst2", dev, train)
+    assert result.predictions == expected and result.metric == "accuracy"
+    assert f"> {threshold:.4f} nats" in result.detail and "12 training sentences" in result.detail
+
+
 def test_best_threshold_is_the_one_brute_force_finds():
     rng = np.random.default_rng(0)
     scores = np.round(rng.normal(size=60), 1)  # ties on purpose

@@ -427,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="pre-training run or checkpoint folder")
     p.add_argument("--task", required=True, choices=["sst2", "cola", "story_cloze", "wnli"])
     p.add_argument("--data", required=True, help="the task's labeled file (e.g. GLUE's dev.tsv)")
-    p.add_argument("--train", help="the task's training file: CoLA's threshold is chosen on it")
+    p.add_argument("--train", help="the task's training file: CoLA's threshold is chosen on it (required), and "
+                   "with sst2 the threshold on the positive/negative margin (default: 0, the paper's rule)")
     p.add_argument("--limit", type=int, default=0, help="score only the first N examples of each file")
     p.add_argument("--every-checkpoint", action="store_true",
                    help="score each checkpoint of RUN, writing RUN/zeroshot.jsonl (the curve `genpt report` draws)")

@@ -40,13 +40,11 @@ class Curve:
 
 
 def _save(fig, path: Path, legend_right: bool = False) -> None:
-    if legend_right:  # one legend for every panel, beside them, so that it hides no line
+    fig.tight_layout()
+    if legend_right:  # one legend for every panel, outside them (the saved image widens to it): it hides no line
         handles = {label: h for ax in fig.axes for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
-        fig.legend(handles.values(), handles.keys(), loc="center right", fontsize=8)
-        fig.tight_layout(rect=(0, 0, 0.8, 1))
-    else:
-        fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+        fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
 
 

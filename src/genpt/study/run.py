@@ -325,8 +325,9 @@ def _zeroshot_stage(run: Path, tasks: Sequence[Task], full: dict[str, list[float
     for t in tasks:
         train, dev = t.examples()
         best = sum(full[t.name]) / len(full[t.name]) if full.get(t.name) else None
-        specs.append(zs.ZeroShotData(t.name, t.dev, t.train if t.name == "cola" else None, best,
-                                     examples=dev, train_examples=train if t.name == "cola" else None))
+        thresholded = t.name in zs.THRESHOLDED
+        specs.append(zs.ZeroShotData(t.name, t.dev, t.train if thresholded else None, best,
+                                     examples=dev, train_examples=train if thresholded else None))
     log.info("zero-shot curves into %s", curve)
     zs.write_curve(run, zs.zeroshot_curve(run, specs))
 
