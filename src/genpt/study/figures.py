@@ -184,8 +184,9 @@ def transfer_curve(points: Mapping[str, Mapping[int, list[float]]], metric_names
                   "random; k = all blocks is the full model.")
 
 
-def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path) -> Figure:
-    """runs[name] = zero-shot rows (tokens, task, value, normalised) of one pre-training run's checkpoints."""
+def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: float) -> Figure:
+    """runs[name] = zero-shot rows (tokens, task, value, normalised) of one pre-training run's checkpoints;
+    `min_gain`: how far fine-tuning had to beat chance for a task to be normalised (genpt.study.zeroshot)."""
     every = sorted({r["task"] for rows in runs.values() for r in rows})
     scaled = [t for t in every if all(r.get("normalised") is not None for rows in runs.values() for r in rows
                                       if r["task"] == t)]
@@ -215,8 +216,8 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path) -> Figure:
     scale = ("normalised between chance (0) and the best fine-tuned score (1), as in the paper's Figure 2 "
              "(right)" if normalised else "as fractions (no best fine-tuned score was given to normalise them)")
     if left_out := [t for t in every if t not in tasks]:
-        scale += (f"; left out: {', '.join(left_out)}, whose fine-tuned score did not beat chance, so there is no "
-                  "scale to draw it on (its scores are in the table)")
+        scale += (f"; left out: {', '.join(left_out)}, whose fine-tuned score did not beat chance by "
+                  f"{min_gain:g}, so there is no scale to draw it on (its scores are in the table)")
     return Figure(path.name, "Zero-shot curves (the paper's Figure 2, right)",
                   "The zero-shot heuristics of genpt.study.zeroshot scored at each checkpoint of each "
                   f"pre-training run (line style: run; colour: task), {scale}.")

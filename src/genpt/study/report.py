@@ -27,7 +27,7 @@ from genpt.errors import GenptError
 from genpt.load import load_finetuned
 from genpt.predict import predict
 from genpt.study import figures
-from genpt.study.zeroshot import normalised, read_curve
+from genpt.study.zeroshot import MIN_GAIN, normalised, read_curve
 
 REPORT = "report.md"
 METRICS = "metrics.jsonl"  # genpt.train.metrics_log writes it
@@ -178,7 +178,7 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
         shown.append(figures.throughput([r.curve for r in pre], output / "throughput.png"))
         with_zeroshot = {r.name: r.zeroshot for r in pre if r.zeroshot}
         if with_zeroshot:
-            shown.append(figures.zeroshot_curves(with_zeroshot, output / "zeroshot.png"))
+            shown.append(figures.zeroshot_curves(with_zeroshot, output / "zeroshot.png", MIN_GAIN))
     tables: list[tuple[str, str]] = []  # (heading, Markdown table)
     if fine:
         metric_names = {r.task.name: r.metric for r in fine}
