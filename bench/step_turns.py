@@ -10,6 +10,7 @@ another CPU), and with every plain twin (GENPT_KERNELS=plain).
 
     python bench/step_turns.py --nanogpt .cache/nanogpt --shape small --dropout 0.1 --dtype float32
     python bench/step_turns.py --nanogpt .cache/nanogpt --shape gpt1 --batch 1 --dtype bfloat16 --rounds 6
+    python bench/step_turns.py --nanogpt .cache/nanogpt --impls genpt,genpt-compile,nanogpt,nanogpt-compile --warmup 3
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from genpt.kernels import select
 from genpt.train.optimizers import param_groups
 
 GENPT_MODES = {"genpt": "measure", "genpt-first": "first", "genpt-plain": "plain"}
+COMPILED = ("genpt-compile", "nanogpt-compile")  # torch.compile of the model (Inductor; the fast paths step aside)
 LABELS = {**NAMES, "genpt": "genpt (measured)", "genpt-first": "genpt (fixed order)",
-          "genpt-plain": "genpt (plain twins)"}
+          "genpt-plain": "genpt (plain twins)", "genpt-compile": "genpt torch.compile",
+          "nanogpt-compile": "nanoGPT torch.compile"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--rounds", type=int, default=8, help="timed rounds (one step of each variant per round)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (genpt measures its kernels here)")
+    p.add_argument("--warmup", type=int, default=2,
+                   help="untimed rounds first (genpt measures its kernels here, torch.compile compiles)")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--nanogpt", metavar="PATH", default="", help="a nanoGPT checkout (the folder of its model.py)")
     p.add_argument("--impls", default="genpt,genpt-first,nanogpt,hf",
@@ -56,17 +60,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_step(impl: str, config, args: argparse.Namespace):
     """One training step of `impl`, as a closure that installs its kernel selection first, and the selection."""
     torch.manual_seed(0)
-    model = build_model("genpt" if impl in GENPT_MODES else impl, config, args.nanogpt).train()
+    base = impl.removesuffix("-compile")
+    model = build_model("genpt" if base in GENPT_MODES else base, config, args.nanogpt).train()
     optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW, fused=True)
     ids = torch.randint(0, config.vocab_size, (args.batch, config.n_ctx))
-    loss_only = {"return_logits": False} if impl in GENPT_MODES else {}
+    loss_only = {"return_logits": False} if base in GENPT_MODES else {}
+    forward = torch.compile(model) if impl in COMPILED else model
     selector = select.Selector(GENPT_MODES[impl]) if impl in GENPT_MODES else None
 
     def step() -> float:
         select.use(selector)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bfloat16"):
-            loss = model(ids, labels=ids, **loss_only).loss
+            loss = forward(ids, labels=ids, **loss_only).loss
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -77,7 +83,7 @@ def make_step(impl: str, config, args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    impls = [i for i in args.impls.split(",") if i and (i != "nanogpt" or args.nanogpt)]
+    impls = [i for i in args.impls.split(",") if i and (not i.startswith("nanogpt") or args.nanogpt)]
     config = model_config(args)
     host = machine(args.threads)
     made = {impl: make_step(impl, config, args) for impl in impls}
