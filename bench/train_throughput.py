@@ -154,6 +154,7 @@ def nanogpt_model(config, path: str):
 
     spec = importlib.util.spec_from_file_location("nanogpt_model", os.path.join(path, "model.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # torch.compile re-imports a traced function's module by name
     spec.loader.exec_module(module)
 
     class Wrapped(module.GPT):
