@@ -1,5 +1,7 @@
 """`genpt demo --corpus`: the pre-training half of the demo on the user's text ends with its own report."""
 
+import json
+
 import pytest
 from conftest import shared_data
 
@@ -21,3 +23,5 @@ def test_demo_on_a_corpus_prints_the_perplexities_and_writes_its_report(tmp_path
     report = (out / "report" / "report.md").read_text()
     assert "](pretraining_loss.png)" in report
     assert (out / "report" / "pretraining_loss.png").stat().st_size > 5_000
+    settings = json.loads((out / "pretrain" / "config.json").read_text())["train"]
+    assert settings["max_minutes"] == 0.2  # the precision probe before it is setup, not taken from the budget
