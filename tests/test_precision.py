@@ -59,3 +59,33 @@ def test_choose_dtype_times_the_lstms_own_step_for_an_lstm_run(monkeypatch):
     config = ModelConfig(arch="lstm", lstm_hidden=24, vocab_size=64, n_layer=1, n_embd=16, n_head=2, n_ctx=8)
     choose_dtype(config, TrainConfig(batch_size=2), torch.device("cpu"), seconds=0.0)
     assert isinstance(built[0], LSTMLM)
+
+
+def test_the_choice_is_cached_per_cpu_and_step_and_not_timed_twice(tmp_path, monkeypatch):
+    from genpt.kernels import select
+    from genpt.train import precision
+
+    timed = []
+
+    def fake_timer(model_config, cfg, device):
+        timed.append(cfg.micro_batch)
+        return fake_steps([1.0], [0.4])[0]
+
+    monkeypatch.setattr(precision, "train_step_timer", fake_timer)
+    cache = select.Cache(tmp_path / "cpu.json")
+    saved = select.use(select.Selector("measure", cache))
+    try:
+        config = ModelConfig(vocab_size=64, n_layer=1, n_embd=16, n_head=2, n_ctx=8)
+        cpu = torch.device("cpu")
+        assert choose_dtype(config, TrainConfig(batch_size=2), cpu, seconds=2.0) == "bfloat16"
+        assert choose_dtype(config, TrainConfig(batch_size=2), cpu, seconds=2.0) == "bfloat16"
+        assert timed == [2]  # the second run of the same step reads the cache
+        select.use(select.Selector("measure", select.Cache(tmp_path / "cpu.json")))  # a later process
+        assert choose_dtype(config, TrainConfig(batch_size=2), cpu, seconds=2.0) == "bfloat16" and timed == [2]
+        choose_dtype(config, TrainConfig(batch_size=4), cpu, seconds=2.0)  # another step: timed
+        assert timed == [2, 4]
+        select.use(select.Selector("first", select.Cache(tmp_path / "other.json")))
+        choose_dtype(config, TrainConfig(batch_size=2), cpu, seconds=2.0)  # GENPT_KERNELS=first: timed, not stored
+        assert timed == [2, 4, 2] and not (tmp_path / "other.json").exists()
+    finally:
+        select.use(saved)
