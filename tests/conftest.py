@@ -101,3 +101,21 @@ def stderr_logging(capsys):
     yield
     logger.removeHandler(handler)
     logger.setLevel(level)
+
+
+@pytest.fixture
+def broken_compiler(monkeypatch):
+    """torch.compile failing as where no C++ compiler is, with genpt.kernels.inductor's state fresh, so that its
+    compiled loops are tried again (and fail) in the test."""
+    import functools
+
+    from genpt.kernels import inductor
+
+    def broken(fn, **kwargs):
+        def call(*args):
+            raise RuntimeError("Compiler: cc not found")
+        return call
+
+    monkeypatch.setattr(inductor, "_ready", {})
+    monkeypatch.setattr(inductor, "compiled", functools.cache(inductor.compiled.__wrapped__))
+    monkeypatch.setattr(torch, "compile", broken)
