@@ -67,7 +67,7 @@ def format_diagnosis(d: Diagnosis) -> str:
             times = ", ".join(f"{name} {s * 1e3:.2f} ms" for name, s in choice.seconds.items())
             if times:
                 times += f" (load {choice.load:.1f} a core)"
-            lines.append(f"  {path:<10}{choice.chosen:<13}{times or choice.reason}  [{sig}]")
+            lines.append(f"  {path:<10}{choice.chosen:<15}{times or choice.reason}  [{sig}]")
     times = ", ".join(f"{name} {s * 1e3:.1f} ms" for name, s in d.dtype.seconds.items())
     lines.append(f"\nprecision for training (train.dtype=auto): {d.dtype.chosen} ({times or d.dtype.reason}: a "
                  f"training step of the model, medians; bf16 only when {precision.MARGIN:g}x faster)")
