@@ -82,11 +82,6 @@ def sst2_margins(model, tokenizer, examples: Sequence[Example]) -> np.ndarray:
     return np.array(out)
 
 
-def sst2_predictions(model, tokenizer, examples: Sequence[Example]) -> list[int]:
-    """1 (positive) where " positive" is likelier than " negative" after the sentence and " very"."""
-    return [int(m > 0) for m in sst2_margins(model, tokenizer, examples)]
-
-
 def cola_scores(model, tokenizer, examples: Sequence[Example]) -> np.ndarray:
     """Each sentence's mean token log-probability (nats)."""
     return np.array([mean(continuation_logprobs(model, tokenizer, "", e.texts[0])) for e in examples])
@@ -266,16 +261,17 @@ def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
     if not examples:
         raise GenptError(f"zero-shot {task}: no examples to score")
     with torch.no_grad():
-        if task == "sst2" and train_examples:
-            threshold = best_threshold(sst2_margins(model, tokenizer, train_examples),
-                                       np.array([e.label for e in train_examples]))
+        if task == "sst2":
+            threshold = 0.0  # the paper's rule: " positive" likelier than " negative"
+            if train_examples:
+                threshold = best_threshold(sst2_margins(model, tokenizer, train_examples),
+                                           np.array([e.label for e in train_examples]))
             predicted = [int(m > threshold) for m in sst2_margins(model, tokenizer, examples)]
-            detail = (f'sentence + " very": positive when log p(" positive") - log p(" negative") > '
-                      f"{threshold:.4f} nats, the threshold maximising MCC on {len(train_examples)} training "
-                      "sentences")
-        elif task == "sst2":
-            predicted = sst2_predictions(model, tokenizer, examples)
             detail = 'sentence + " very": " positive" vs " negative"'
+            if train_examples:
+                detail = (f'sentence + " very": positive when log p(" positive") - log p(" negative") > '
+                          f"{threshold:.4f} nats, the threshold maximising MCC on {len(train_examples)} training "
+                          "sentences")
         elif task == "story_cloze":
             predicted = story_cloze_predictions(model, tokenizer, examples)
             detail = "the ending with the higher mean token log-probability given the story"
