@@ -55,10 +55,11 @@ def fused_applies(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
             and not inductor.failed("loss", torch.bfloat16))
 
 
-def _softmax_grad(logits: torch.Tensor, safe: torch.Tensor, scored: torch.Tensor,
-                  row_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _softmax_grad(logits: torch.Tensor, safe: torch.Tensor, scored: torch.Tensor, row_scale: torch.Tensor,
+                  want_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One chunk's summed loss over its scored rows and its gradient rows, (softmax - one-hot) * row_scale,
-    in the logits' dtype; the arithmetic in float32. Compiled into one loop (see the module's docstring)."""
+    in the logits' dtype; the arithmetic in float32. Compiled into one loop (see the module's docstring),
+    for training only (`want_grad`)."""
     lf = logits.float()
     top = lf.amax(-1, keepdim=True)
     e = (lf - top).exp()
@@ -70,10 +71,10 @@ def _softmax_grad(logits: torch.Tensor, safe: torch.Tensor, scored: torch.Tensor
 
 def loop_compiles() -> bool:
     """Whether `_softmax_grad` compiles and runs here (genpt.kernels.inductor), tried on a small chunk."""
-    def trial() -> None:
-        logits = torch.randn(3, 40).bfloat16()
-        ones = torch.ones(3)
-        inductor.compiled(_softmax_grad)(logits, torch.tensor([[0], [5], [39]]), ones, ones)
+    def trial() -> None:  # wider than 4,096 ids, as real vocabularies are: Inductor recompiles across that size
+        logits = torch.randn(3, 4099).bfloat16()
+        scored = torch.ones(3)
+        inductor.compiled(_softmax_grad)(logits, torch.tensor([[0], [5], [4098]]), scored, scored / 3)
     return inductor.works("loss", torch.bfloat16, trial)
 
 
@@ -112,14 +113,10 @@ def _forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
     for start in range(0, n, rows):
         hc = h[start : start + rows].to(mm_dtype)
         tc, sc = targets[start : start + rows], scored[start : start + rows]
-        if fused and want_grad:
-            scored_rows = sc.float()
-            loss, g = inductor.compiled(_softmax_grad)(mm(hc, w), tc.clamp_min(0)[:, None], scored_rows,
-                                                      scored_rows / count)
-            total += loss.double()
-        else:
-            loss, g = _eager_softmax_grad(mm(hc, w), tc, sc, count, want_grad, mm_dtype)
-            total += loss
+        safe, scored_rows = tc.clamp_min(0)[:, None], sc.float()
+        softmax_grad = inductor.compiled(_softmax_grad) if fused and want_grad else _eager_softmax_grad
+        loss, g = softmax_grad(mm(hc, w), safe, scored_rows, scored_rows / count, want_grad)
+        total += loss.double()
         if not want_grad:
             continue
         grad_h[start : start + rows] = mm(g, w_t)
@@ -131,19 +128,18 @@ def _forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
     return (total / count).to(torch.float32)
 
 
-def _eager_softmax_grad(logits: torch.Tensor, tc: torch.Tensor, sc: torch.Tensor, count: int, want_grad: bool,
-                        mm_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _eager_softmax_grad(logits: torch.Tensor, safe: torch.Tensor, scored: torch.Tensor, row_scale: torch.Tensor,
+                        want_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`_softmax_grad` by PyTorch's ops, the loss in float64; the gradient rows only when `want_grad`."""
-    logits = logits.float()
-    lse = torch.logsumexp(logits, dim=-1)
-    safe = tc.clamp_min(0)[:, None]
-    loss = ((lse - logits.gather(1, safe).squeeze(1)) * sc).sum(dtype=torch.float64)
+    lf = logits.float()
+    lse = torch.logsumexp(lf, dim=-1)
+    loss = ((lse - lf.gather(1, safe).squeeze(1)) * scored).sum(dtype=torch.float64)
     if not want_grad:
         return loss, None
-    probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
-    probs.scatter_add_(1, safe, -sc[:, None].float())  # minus the one-hot target, on scored rows
-    probs.mul_((sc.float() / count)[:, None])  # rows that score nothing get no gradient
-    return loss, probs.to(mm_dtype)
+    probs = lf.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+    probs.scatter_add_(1, safe, -scored[:, None])  # minus the one-hot target, on scored rows
+    probs.mul_(row_scale[:, None])  # rows that score nothing get no gradient
+    return loss, probs.to(logits.dtype)
 
 
 def chunked_lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
