@@ -56,13 +56,15 @@ class _FusedGelu(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         with torch.autocast("cpu", enabled=False):
-            return inductor.compiled(_forward)(x.reshape(-1)).view(x.shape)
+            # detached: the loops were compiled for tensors without gradients (`compiled`'s trial), and
+            # Inductor would compile again for a requires_grad flag that cannot matter here
+            return inductor.compiled(_forward)(x.detach().reshape(-1)).view(x.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return inductor.compiled(_backward)(grad.contiguous().reshape(-1), x.reshape(-1)).view(x.shape)
+        return inductor.compiled(_backward)(grad.contiguous().reshape(-1), x.detach().reshape(-1)).view(x.shape)
 
 
 def applies(x: torch.Tensor) -> bool:
