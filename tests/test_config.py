@@ -105,8 +105,8 @@ def test_finetune_defaults_follow_the_model_size():
     from genpt.config import GPT1_FINETUNE, SMALL_MODEL_FINETUNE, FinetuneConfig, ModelConfig
 
     gpt1 = FinetuneConfig().for_model(ModelConfig())
-    assert {k: getattr(gpt1, k) for k in GPT1_FINETUNE} == {"lr": 6.25e-5, "epochs": 3, "lm_coef": 0.5,
-                                                           "clf_pdrop": 0.1}  # the paper's, at its size
+    assert {k: getattr(gpt1, k) for k in GPT1_FINETUNE} == {"lr": 6.25e-5, "epochs": 3, "warmup_fraction": 0.002,
+                                                           "lm_coef": 0.5, "clf_pdrop": 0.1}  # the paper's, at its size
     small = FinetuneConfig().for_model(ModelConfig(n_layer=4, n_embd=256, n_head=4))
     assert {k: getattr(small, k) for k in SMALL_MODEL_FINETUNE} == SMALL_MODEL_FINETUNE
     given = FinetuneConfig(lr=1e-5, lm_coef=0.0).for_model(ModelConfig(n_layer=4, n_embd=256, n_head=4))

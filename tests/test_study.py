@@ -57,6 +57,12 @@ def test_a_recipe_name_that_is_not_shipped_is_refused_naming_those_that_are(caps
     assert "--recipe nosuch: no such recipe; shipped: " in err and "tiny" in err
 
 
+def test_a_folder_named_like_a_shipped_recipe_does_not_hide_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cpu").mkdir()  # the usual output folder of `genpt study --recipe cpu -o cpu`
+    assert load_recipe("cpu").path.name == "cpu.toml"
+
+
 def test_a_study_does_not_write_into_a_folder_of_other_files(tmp_path):
     (tmp_path / "mine.txt").write_text("keep")
     with pytest.raises(GenptError, match="not a study folder"):

@@ -83,7 +83,7 @@ class Recipe:
 def recipe_path(name: str | Path) -> Path:
     """A recipe file, or the name of one shipped in `study/recipes/`."""
     path = Path(name)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():  # a folder named like a shipped recipe (cpu/) is not one
         if not path.is_file():
             raise GenptError(f"--recipe {name}: no such file")
         return path
