@@ -13,7 +13,7 @@ from genpt.data.readers import read_examples
 from genpt.data.tasks import builtin_task
 from genpt.errors import GenptError
 from genpt.study import zeroshot as zs
-from genpt.study.report import read_run, setting_of, write_report
+from genpt.study.report import _comparison_table, read_run, setting_of, write_report
 from genpt.train.finetune import finetune
 from genpt.train.pretrain import pretrain
 
@@ -77,6 +77,17 @@ def test_report_draws_every_figure_and_embeds_each_with_a_caption(study, tmp_pat
     assert re.search(r"\| gpt \| 10 \| [\d,]+ \| sst2 \| accuracy \| [\d.]+ \|", zeroshot)
     again = write_report(runs, tmp_path / "report", {"sst2": dev_file})  # a report folder may be redrawn
     assert again.read_text() == text
+
+
+def test_full_is_compared_with_each_setting_by_its_spread_and_welchs_test():
+    table = {"sst2": {"full": [0.74, 0.76, 0.75], "no pre-training": [0.50, 0.52, 0.51], "LSTM": [0.70],
+                      "no aux LM": [0.70, 0.80, 0.75]}}
+    rows = _comparison_table(table, {"sst2": "accuracy"}).splitlines()[2:]
+    # 0.24 apart, both stds 0.01: 24 of them; Welch t = 0.24 / sqrt(2 * 0.01**2 / 3) = 29.4 on 4 degrees: p 8e-6
+    assert rows[0] == "| sst2 | accuracy | no aux LM | +0.0000 | 0.0500 | 0.0 | 1.000 |"
+    assert rows[1] == "| sst2 | accuracy | no pre-training | +0.2400 | 0.0100 | 24.0 | 0.000 |"
+    assert len(rows) == 2  # one LSTM seed: no spread to compare with
+    assert _comparison_table({"sst2": {"full": [0.7, 0.8]}}, {"sst2": "accuracy"}) == ""
 
 
 def test_settings_follow_from_the_fine_tuning_settings():

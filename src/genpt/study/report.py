@@ -194,6 +194,8 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
         if table:
             shown.append(figures.ablation_bars(table, metric_names, settings, output / "ablations.png"))
             tables.append(("Settings compared (final epoch, over seeds)", _ablation_table(table, metric_names)))
+            if compared := _comparison_table(table, metric_names):
+                tables.append(("Table 5's comparisons (full against each other setting)", compared))
         points: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in fine:
             if r.transferred is not None:
@@ -252,6 +254,28 @@ def _ablation_table(table: Mapping[str, Mapping[str, list[float]]], metric_names
             lines.append(f"| {task} | {metric_names[task]} | {setting} | {np.mean(values):.4f} ± {std:.4f} | "
                          f"{len(values)} |")
     return "\n".join(lines)
+
+
+def _comparison_table(table: Mapping[str, Mapping[str, list[float]]], metric_names: Mapping[str, str]) -> str:
+    """Full against each other setting, per task: the difference of the means, how many of the larger
+    standard deviation it spans, and Welch's t-test, so "pre-training helps" is read off, not eyeballed."""
+    import scipy.stats
+
+    lines = ["| task | metric | full against | difference | larger std | difference / larger std | Welch p |",
+             "|---|---|---|---|---|---|---|"]
+    for task, by_setting in table.items():
+        full = by_setting.get("full", [])
+        for other in _order([s for s in by_setting if s != "full"]):
+            values = by_setting[other]
+            if len(full) < 2 or len(values) < 2:
+                continue
+            difference = np.mean(full) - np.mean(values)
+            spread = max(np.std(full, ddof=1), np.std(values, ddof=1))
+            ratio = f"{difference / spread:.1f}" if spread > 0 else "-"
+            p = scipy.stats.ttest_ind(full, values, equal_var=False).pvalue if spread > 0 else float("nan")
+            lines.append(f"| {task} | {metric_names[task]} | {other} | {difference:+.4f} | {spread:.4f} | {ratio} | "
+                         + ("-" if np.isnan(p) else f"{p:.3f}") + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def _transfer_table(points: Mapping[str, Mapping[int, list[float]]], metric_names: Mapping[str, str]) -> str:
