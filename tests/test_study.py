@@ -118,3 +118,18 @@ def test_transfer_layers_run_only_on_the_tasks_that_ask_for_them():
         names = {name.rsplit("-", 1)[0] for name, *_ in _jobs(recipe, task, 1)}
         expected = set(recipe.settings) | ({f"transfer{k}" for k in recipe.transfer_layers} if task.transfer else set())
         assert names == expected
+
+
+def test_a_zero_shot_threshold_is_chosen_on_a_bounded_share_of_the_training_set(tmp_path, monkeypatch):
+    import genpt.study.run as study_run
+
+    shared_data("glue", "CoLA")
+    task = Task("cola", SHARED_DATA / "glue/CoLA/train.tsv", SHARED_DATA / "glue/CoLA/dev.tsv", train_size=40,
+                zeroshot=True)
+    seen = []
+    monkeypatch.setattr(study_run, "THRESHOLD_EXAMPLES", 25)
+    monkeypatch.setattr(study_run.zs, "zeroshot_curve", lambda run, specs: seen.extend(specs) or [])
+    monkeypatch.setattr(study_run.zs, "write_curve", lambda run, rows: None)
+    study_run._zeroshot_stage(tmp_path, [task], {"cola": [0.1]})
+    assert list(seen[0].train_examples) == task.examples()[0][:25]  # the first of a seeded sample: a fair share
+    assert len(seen[0].examples) == 1043  # the dev set it is scored on stays whole
