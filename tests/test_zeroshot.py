@@ -205,3 +205,4 @@ def test_a_best_score_at_chance_does_not_normalise_the_curve():
     assert zs.normalised("cola", 0.05, -0.003) is None  # fine-tuning never beat chance: no scale to draw on
     assert zs.normalised("sst2", 0.6, 0.51) is None
     assert zs.normalised("sst2", 0.6, 0.7) == pytest.approx(0.5)
+    assert zs.normalised("cola", 0.03, 0.055) is None  # a unit as small as the zero-shot wobble draws noise

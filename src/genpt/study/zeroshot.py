@@ -44,9 +44,11 @@ METRIC = {"sst2": "accuracy", "cola": "mcc", "story_cloze": "accuracy", "wnli": 
 CHANCE = {"sst2": 0.5, "cola": 0.0, "story_cloze": 0.5, "wnli": 0.5}  # a random guess's expected score
 CURVE_FILE = "zeroshot.jsonl"
 THRESHOLDED = ("cola", "sst2")  # the tasks whose threshold the study chooses on their training sentences
-# The best fine-tuned score must beat chance by this much to normalise by it: the cpu recipe's CoLA MCC of
-# 0.039 (seeds' std 0.052) made zero-shot wobbles of 0.03-0.06 read as 1.5 times the fine-tuned model.
-MIN_GAIN = 0.05
+# The best fine-tuned score must beat chance by this much to normalise by it: the unit of the scale must be
+# large against the zero-shot scores' own wobble. The cpu recipe's CoLA zero-shot MCC moves by 0.01-0.08
+# from one checkpoint to the next; divided by its fine-tuned 0.039 (then 0.055) that read as 0.2-1.4 times
+# the fine-tuned model, up and down.
+MIN_GAIN = 0.1
 
 
 def load_lm(path: str | Path):
