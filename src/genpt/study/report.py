@@ -265,9 +265,11 @@ def _comparison_table(table: Mapping[str, Mapping[str, list[float]]], metric_nam
              "|---|---|---|---|---|---|---|"]
     for task, by_setting in table.items():
         full = by_setting.get("full", [])
+        if len(full) < 2:
+            continue
         for other in _order([s for s in by_setting if s != "full"]):
             values = by_setting[other]
-            if len(full) < 2 or len(values) < 2:
+            if len(values) < 2:
                 continue
             difference = np.mean(full) - np.mean(values)
             spread = max(np.std(full, ddof=1), np.std(values, ddof=1))

@@ -264,16 +264,16 @@ def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
         raise GenptError(f"zero-shot {task}: no examples to score")
     with torch.no_grad():
         if task == "sst2":
-            threshold = 0.0  # the paper's rule: " positive" likelier than " negative"
             if train_examples:
                 threshold = best_threshold(sst2_margins(model, tokenizer, train_examples),
                                            np.array([e.label for e in train_examples]))
-            predicted = [int(m > threshold) for m in sst2_margins(model, tokenizer, examples)]
-            detail = 'sentence + " very": " positive" vs " negative"'
-            if train_examples:
                 detail = (f'sentence + " very": positive when log p(" positive") - log p(" negative") > '
                           f"{threshold:.4f} nats, the threshold maximising MCC on {len(train_examples)} training "
                           "sentences")
+            else:
+                threshold = 0.0  # the paper's rule: " positive" likelier than " negative"
+                detail = 'sentence + " very": " positive" vs " negative"'
+            predicted = [int(m > threshold) for m in sst2_margins(model, tokenizer, examples)]
         elif task == "story_cloze":
             predicted = story_cloze_predictions(model, tokenizer, examples)
             detail = "the ending with the higher mean token log-probability given the story"
