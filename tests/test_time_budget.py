@@ -2,6 +2,8 @@
 slow machine, and a resumed run continues the same schedule. The clock is a fake that advances a
 fixed number of seconds per step, so nothing here depends on the machine's speed."""
 
+import logging
+
 import pytest
 import torch
 
@@ -74,3 +76,11 @@ def test_a_machine_slower_than_the_log_interval_still_stops_on_time(tmp_path):
     # 25 s a step against a 60 s budget: the pace is read after steps 1 and 2, not only at the 10th
     result = run(tmp_path, StepClock(25.0), log_interval=10)
     assert result.step == 3 and result.stopped_early
+
+
+def test_a_run_bounded_by_steps_alone_says_so_without_a_budget_of_minutes(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="genpt"):
+        result = run(tmp_path, StepClock(0.01), minutes=0, max_steps=5)
+    assert result.step == 5 and not result.stopped_early
+    assert "stopping at step 5, its schedule complete" in caplog.text
+    assert "minutes" not in caplog.text  # it said "after 0 minutes"

@@ -330,8 +330,8 @@ class _Session:
                                           f"in {self.saved}; continue with --resume")
             if timed_out:
                 self.stopped_early = run.step < total
-                self.bar.message(
-                    f"stopping after {cfg.max_minutes:g} minutes at step {run.step}, its schedule complete")
+                budget_spent = f"after {cfg.max_minutes:g} minutes " if cfg.max_minutes > 0 else ""
+                self.bar.message(f"stopping {budget_spent}at step {run.step}, its schedule complete")
                 break
 
     def sync_budget(self, elapsed_sum: float) -> None:
