@@ -7,12 +7,11 @@ step. Here the rows go through in chunks that stay in cache: each chunk's logits
 the loss and, at once, its gradients (softmax minus one-hot, over the number of scored positions),
 which the backward pass only scales. The products go through oneDNN (genpt.kernels.onednn) or, in the
 `chunked_mm` twin, PyTorch's default (MKL for float32), whichever genpt.kernels.select measures faster:
-on an AVX-512 Xeon MKL's are, on an AMD EPYC oneDNN's. While training, a third twin, `chunked_fused`,
-turns each chunk's logits into its loss and gradient rows in one loop compiled by Inductor
-(genpt.kernels.inductor) instead of about ten eager passes (casts, logsumexp, exp, the one-hot, the
-scale): at the cpu recipe's shape in bfloat16 the loss's forward and backward take 167 against 266 ms
-(Xeon model 207); in float32, whole small-shape steps 1.05x faster than the plain loss's. The loss and
-gradients are those of
+on an AVX-512 Xeon MKL's are, on an AMD EPYC oneDNN's. Under bfloat16 autocast a third twin,
+`chunked_fused`, turns each chunk's logits into its loss and gradient rows in one loop compiled by
+Inductor (genpt.kernels.inductor) instead of about ten eager passes (casts, logsumexp, exp, the one-hot,
+the scale): at the cpu recipe's shape the loss's forward and backward take 167 against 266 ms (Xeon
+model 207). The loss and gradients are those of
 `F.cross_entropy(h @ weight.T, targets, ignore_index=IGNORE_INDEX)` (mean over the scored positions),
 to float32 rounding; under bfloat16 autocast the products run in bfloat16 and
 the softmax in float32, as autocast does on the plain path. GPUs and torch.compile keep the plain
@@ -49,15 +48,11 @@ def applies(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab:
 
 
 def fused_applies(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> bool:
-    """As `mm_applies`, while training, where the compiled loop is not known to fail for the logits' dtype
-    (bfloat16 under autocast, else float32)."""
+    """As `mm_applies`, training under bfloat16 autocast, where the compiled loop is not known to fail: in
+    float32 there are no casts to save and the rest is a few percent of a step, not worth a compile."""
     return (mm_applies(h, weight, targets, vocab) and torch.is_grad_enabled() and h.requires_grad
-            and not inductor.failed("loss", _logits_dtype()))
-
-
-def _logits_dtype() -> torch.dtype:
-    """The dtype of the products and so of the logits: autocast's where it is on, else float32."""
-    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+            and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and not inductor.failed("loss", torch.bfloat16))
 
 
 def _softmax_grad(logits: torch.Tensor, safe: torch.Tensor, scored: torch.Tensor, row_scale: torch.Tensor,
@@ -74,14 +69,13 @@ def _softmax_grad(logits: torch.Tensor, safe: torch.Tensor, scored: torch.Tensor
     return loss, ((e / total - target.float()) * row_scale[:, None]).to(logits.dtype)
 
 
-def loop_compiles(dtype: torch.dtype) -> bool:
-    """Whether `_softmax_grad` compiles and runs here for logits of `dtype` (genpt.kernels.inductor), tried
-    on a small chunk."""
+def loop_compiles() -> bool:
+    """Whether `_softmax_grad` compiles and runs here (genpt.kernels.inductor), tried on a small chunk."""
     def trial() -> None:  # wider than 4,096 ids, as real vocabularies are: Inductor recompiles across that size
-        logits = torch.randn(3, 4099).to(dtype)
+        logits = torch.randn(3, 4099).bfloat16()
         scored = torch.ones(3)
         inductor.compiled(_softmax_grad)(logits, torch.tensor([[0], [5], [4098]]), scored, scored / 3)
-    return inductor.works("loss", dtype, trial)
+    return inductor.works("loss", torch.bfloat16, trial)
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -93,7 +87,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, mm=product,
                 fused: bool = False) -> torch.Tensor:
-        mm_dtype = _logits_dtype()
+        mm_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
         with torch.autocast("cpu", enabled=False):
             return _forward(ctx, h, weight, targets, mm_dtype, mm, fused)
 
@@ -161,7 +155,7 @@ def chunked_mm_lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Ten
 def chunked_fused_lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab: int) -> torch.Tensor:
     """`chunked_mm_lm_loss` with each chunk's softmax and gradient in the compiled loop (where
     `fused_applies`); where the loop does not compile, `chunked_mm_lm_loss` itself."""
-    if not loop_compiles(_logits_dtype()):
+    if not loop_compiles():
         return chunked_mm_lm_loss(h, weight, targets, vocab)
     return _ChunkedLinearCrossEntropy.apply(h.reshape(-1, h.size(-1)), weight[:vocab], targets.reshape(-1), _mm,
                                             True)
