@@ -184,40 +184,56 @@ def transfer_curve(points: Mapping[str, Mapping[int, list[float]]], metric_names
                   "random; k = all blocks is the full model.")
 
 
-def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: float) -> Figure:
-    """runs[name] = zero-shot rows (tokens, task, value, normalised) of one pre-training run's checkpoints;
-    `min_gain`: how far fine-tuning had to beat chance for a task to be normalised (genpt.study.zeroshot)."""
-    every = sorted({r["task"] for rows in runs.values() for r in rows})
-    scaled = [t for t in every if all(r.get("normalised") is not None for rows in runs.values() for r in rows
-                                      if r["task"] == t)]
-    normalised = bool(scaled)  # tasks without a scale (fine-tuning never beat chance) are left out, and said so
-    tasks = scaled or every
-    colors = dict(zip(tasks, _colors(len(tasks)), strict=True))
-    styles = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D")]  # runs that overlap stay apart by marker
-    fig, ax = plt.subplots(figsize=(9.5, 4.4))
-    for (style, marker), (name, rows) in zip(styles * 4, runs.items(), strict=False):
+ZEROSHOT_STYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D")]  # runs that overlap stay apart by marker
+
+
+def _zeroshot_panel(ax, runs: Mapping[str, Sequence[dict]], tasks: Sequence[str], colors: Mapping[str, object],
+                    key: str) -> None:
+    """One line per run and task of `key` ("normalised" or the raw "value") against tokens seen."""
+    for (style, marker), (name, rows) in zip(ZEROSHOT_STYLES * 4, runs.items(), strict=False):
         for task in tasks:
             mine = sorted((r for r in rows if r["task"] == task), key=lambda r: r["tokens"])
             if mine:
-                key = "normalised" if normalised else "value"
                 ax.plot([r["tokens"] for r in mine], [r[key] for r in mine], color=colors[task], ls=style,
                         marker=marker, ms=5, mfc="none", label=f"{name}: {task} ({mine[0]['metric']})")
-    if normalised:
+    if key == "normalised":
         ax.axhline(0.0, color="gray", lw=0.8, label="chance")
     else:  # each task's chance level, dotted in its colour
         for task in tasks:
             chance = next(r["chance"] for rows in runs.values() for r in rows if r["task"] == task)
             ax.axhline(chance, color=colors[task], lw=0.8, ls=":")
-    ylabel = "score normalised: 0 = chance, 1 = best fine-tuned" if normalised else "zero-shot score (fraction)"
-    ax.set(title="Zero-shot behaviour during pre-training", xlabel="pre-training tokens seen", ylabel=ylabel)
+    ax.set_xlabel("pre-training tokens seen")
     ax.xaxis.set_major_formatter(TOKENS)
     ax.grid(alpha=0.3)
+
+
+def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: float) -> Figure:
+    """runs[name] = zero-shot rows (tokens, task, value, normalised) of one pre-training run's checkpoints;
+    `min_gain`: how far fine-tuning had to beat chance for a task to be normalised (genpt.study.zeroshot).
+    Tasks without that scale get a panel of their own in their metric, beside the normalised ones."""
+    every = sorted({r["task"] for rows in runs.values() for r in rows})
+    scaled = [t for t in every if all(r.get("normalised") is not None for rows in runs.values() for r in rows
+                                      if r["task"] == t)]
+    raw = [t for t in every if t not in scaled]
+    colors = dict(zip(every, _colors(len(every)), strict=True))
+    panels = [(scaled, "normalised")] * bool(scaled) + [(raw, "value")] * bool(raw)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
+    for ax, (tasks, key) in zip(axes.flat, panels, strict=True):
+        _zeroshot_panel(ax, runs, tasks, colors, key)
+        if key == "normalised":
+            ax.set(title="Normalised", ylabel="score normalised: 0 = chance, 1 = best fine-tuned")
+        else:
+            ax.set(title="In the task's metric" if scaled else "",
+                   ylabel="zero-shot score, the task's metric (dotted: chance)")
+    fig.suptitle("Zero-shot behaviour during pre-training")
     _save(fig, path, legend_right=True)
-    scale = ("normalised between chance (0) and the best fine-tuned score (1), as in the paper's Figure 2 "
-             "(right)" if normalised else "as fractions (no best fine-tuned score was given to normalise them)")
-    if left_out := [t for t in every if t not in tasks]:
-        scale += (f"; left out: {', '.join(left_out)}, whose fine-tuned score did not beat chance by "
-                  f"{min_gain:g}, so there is no scale to draw it on (its scores are in the table)")
+    if not scaled:
+        scale = "as fractions (no best fine-tuned score was given to normalise them)"
+    else:
+        scale = "normalised between chance (0) and the best fine-tuned score (1), as in the paper's Figure 2 (right)"
+        if raw:
+            scale += (f"; right, in its own metric with its chance level dotted: {', '.join(raw)}, whose fine-tuned "
+                      f"score did not beat chance by {min_gain:g}, so there is no scale to normalise it by")
     return Figure(path.name, "Zero-shot curves (the paper's Figure 2, right)",
                   "The zero-shot heuristics of genpt.study.zeroshot scored at each checkpoint of each "
                   f"pre-training run (line style: run; colour: task), {scale}.")

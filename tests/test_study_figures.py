@@ -1,0 +1,33 @@
+"""The zero-shot figure: tasks with a fine-tuned scale are drawn normalised as in the paper; a task without one
+(fine-tuning never beat chance by MIN_GAIN) gets a panel of its own in its metric instead of being left out."""
+
+import matplotlib.image
+
+from genpt.study.figures import zeroshot_curves
+
+
+def rows(task: str, metric: str, chance: float, values: list[float], best: float | None) -> list[dict]:
+    return [{"tokens": 1000 * (i + 1), "task": task, "metric": metric, "chance": chance, "value": v,
+             "normalised": None if best is None else (v - chance) / (best - chance)} for i, v in enumerate(values)]
+
+
+def width(path) -> int:
+    return matplotlib.image.imread(path).shape[1]
+
+
+def test_a_task_without_a_fine_tuned_scale_is_drawn_in_its_own_metric_beside_the_normalised(tmp_path):
+    story = rows("story_cloze", "accuracy", 0.5, [0.52, 0.53, 0.55], best=0.68)
+    cola = rows("cola", "mcc", 0.0, [0.03, 0.06, 0.09], best=None)
+    both = zeroshot_curves({"gpt": story + cola}, tmp_path / "both.png", min_gain=0.1)
+    alone = zeroshot_curves({"gpt": story}, tmp_path / "alone.png", min_gain=0.1)
+    assert (tmp_path / "both.png").stat().st_size > 0 and (tmp_path / "alone.png").stat().st_size > 0
+    assert "normalised between chance (0) and the best fine-tuned score (1)" in both.caption
+    assert "in its own metric with its chance level dotted: cola" in both.caption
+    assert "cola" not in alone.caption
+    assert width(tmp_path / "both.png") > 1.5 * width(tmp_path / "alone.png")  # a second panel, not a left-out task
+
+
+def test_without_any_fine_tuned_score_every_task_is_drawn_in_its_metric(tmp_path):
+    figure = zeroshot_curves({"gpt": rows("cola", "mcc", 0.0, [0.01, 0.02], best=None)}, tmp_path / "z.png", 0.1)
+    assert "as fractions" in figure.caption
+    assert (tmp_path / "z.png").stat().st_size > 0
