@@ -216,15 +216,14 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
                                       if r["task"] == t)]
     raw = [t for t in every if t not in scaled]
     colors = dict(zip(every, _colors(len(every)), strict=True))
-    panels = [(scaled, "normalised")] * bool(scaled) + [(raw, "value")] * bool(raw)
+    panels = [panel for panel in (
+        (scaled, "normalised", "Normalised", "score normalised: 0 = chance, 1 = best fine-tuned"),
+        (raw, "value", "In the task's metric" if scaled else "", "zero-shot score, the task's metric (dotted: chance)"),
+    ) if panel[0]]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
-    for ax, (tasks, key) in zip(axes.flat, panels, strict=True):
+    for ax, (tasks, key, title, ylabel) in zip(axes.flat, panels, strict=True):
         _zeroshot_panel(ax, runs, tasks, colors, key)
-        if key == "normalised":
-            ax.set(title="Normalised", ylabel="score normalised: 0 = chance, 1 = best fine-tuned")
-        else:
-            ax.set(title="In the task's metric" if scaled else "",
-                   ylabel="zero-shot score, the task's metric (dotted: chance)")
+        ax.set(title=title, ylabel=ylabel)
     fig.suptitle("Zero-shot behaviour during pre-training")
     _save(fig, path, legend_right=True)
     if not scaled:
