@@ -2,13 +2,16 @@
 and a second invocation retrains nothing and writes the same tables."""
 
 import re
+import subprocess
+import sys
 
 import pytest
-from conftest import SHARED_DATA, shared_data
+from conftest import SHARED_DATA, pretrain_tiny, shared_data
 
 from genpt.cli import main
 from genpt.errors import GenptError
 from genpt.study.run import DONE, Task, _jobs, load_recipe, run_study
+from genpt.study.zeroshot import read_curve
 
 
 def _tables(report: str) -> str:
@@ -49,6 +52,23 @@ def test_two_worker_processes_share_the_stages_and_each_runs_once(tmp_path):
         assert re.search(rf"\| sst2 \| accuracy \| {setting} \| [\d.]+ ± [\d.]+ \| 2 \|", report), setting
     claimed = {p.name for p in (out / ".claims").iterdir()}
     assert claimed >= {"shards.lock", "pretrain.lock", "pretrain-lstm.lock", "sst2--full-seed1.lock"}
+
+
+def test_a_study_from_a_given_run_fine_tunes_it_without_waiting_for_a_stage_of_its_own(tmp_path):
+    """`[pretrain] init` names runs made elsewhere, which have no stage file: their fine-tuning runs must start
+    (they once waited for that file for ever), and the zero-shot curve lands beside the run's own files."""
+    shared_data("glue", "SST-2")
+    run = pretrain_tiny(tmp_path / "lm", tmp_path / "lm" / "run", steps=4)
+    recipe = tmp_path / "given.toml"
+    recipe.write_text(f'seeds = 1\nsettings = ["full"]\n[pretrain]\ninit = "{run}"\n[finetune]\nepochs = 1\n'
+                      '[[tasks]]\nname = "sst2"\ntrain = "glue/SST-2/train.tsv"\ndev = "glue/SST-2/dev.tsv"\n'
+                      'train_size = 40\ndev_size = 40\nzeroshot = true\n')
+    out = tmp_path / "study"
+    subprocess.run([sys.executable, "-m", "genpt", "study", "--recipe", str(recipe), "--data", str(SHARED_DATA),
+                    "-o", str(out)], check=True, timeout=600, capture_output=True)
+    assert (out / "sst2" / "full-seed1" / DONE).is_file()
+    assert re.search(r"\| sst2 \| accuracy \| full \| [\d.]+ ± [\d.]+ \| 1 \|", (out / "report.md").read_text())
+    assert {row["task"] for row in read_curve(run)} == {"sst2"}
 
 
 def test_a_recipe_name_that_is_not_shipped_is_refused_naming_those_that_are(capsys):

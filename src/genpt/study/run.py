@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -276,7 +276,7 @@ def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: 
             finetuned.append((task, name, folder))
             stage = partial(_finetune_stage, runs[init], task, folder, cfg)
             # A run whose pre-training another process is still doing waits for it, at the end.
-            later.run(f"{task.name}/{name}", partial(_done, folder), stage, ready=partial(_done, runs[init]))
+            later.run(f"{task.name}/{name}", partial(_done, folder), stage, ready=_pretrained(recipe, runs[init]))
     later.finish()
     full: dict[str, list[float]] = {}
     for task, name, folder in finetuned:
@@ -313,8 +313,15 @@ def _done(folder: Path) -> bool:
     return _finished(folder) is not None
 
 
+def _pretrained(recipe: Recipe, run: Path) -> Callable[[], bool]:
+    """When a fine-tuning run from `run` may start: a run the recipe gives (`init`) is ready as it is (it has
+    no stage file to wait for), one this study pre-trains once its stage has finished."""
+    return (lambda: True) if "init" in recipe.pretrain else partial(_done, run)
+
+
 def _zeroshot_done(run: Path, tasks: Sequence[Task]) -> bool:
-    return not tasks or (run / zs.CURVE_FILE).is_file()
+    """The run's curve has every task's rows (a given run may hold a curve `genpt zeroshot` drew of others)."""
+    return {t.name for t in tasks} <= {row["task"] for row in zs.read_curve(run)}
 
 
 def _zeroshot_stage(run: Path, tasks: Sequence[Task], full: dict[str, list[float]]) -> None:
