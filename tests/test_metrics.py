@@ -8,7 +8,7 @@ import pytest
 
 from genpt.data.tasks import BUILTIN_TASKS
 from genpt.errors import GenptError
-from genpt.metrics import METRICS, compute
+from genpt.metrics import METRICS, compute, standard_error
 
 # tp = 2 (items 0, 4), fp = 1 (item 1), fn = 1 (item 3), tn = 1 (item 2)
 PREDICTED = [1, 1, 0, 0, 1]
@@ -94,3 +94,14 @@ def test_every_builtin_tasks_metrics_compute_on_its_kind_of_labels():
             n = max(len(spec.label_names), spec.num_choices)
             got = compute(spec.metrics, [i % n for i in range(6)], [(i * 7) % n for i in range(6)])
         assert set(got) == set(spec.metrics) and all(math.isfinite(v) for v in got.values()), spec.name
+
+
+def test_standard_errors_match_their_formulas():
+    assert standard_error("accuracy", 0.5, 100) == pytest.approx(0.05)  # sqrt(0.25 / 100)
+    assert standard_error("accuracy", 0.9, 400) == pytest.approx(0.015)  # sqrt(0.09 / 400)
+    assert standard_error("mcc", 0.0, 101) == pytest.approx(0.1)  # (1 - 0) / sqrt(100)
+    assert standard_error("pearson", 0.6, 65) == pytest.approx(0.08)  # (1 - 0.36) / sqrt(64)
+    with pytest.raises(ValueError, match="no standard error for metric 'f1'"):
+        standard_error("f1", 0.8, 100)
+    with pytest.raises(ValueError, match="at least two examples"):
+        standard_error("accuracy", 0.5, 1)

@@ -153,3 +153,17 @@ def test_a_zero_shot_threshold_is_chosen_on_a_bounded_share_of_the_training_set(
     study_run._zeroshot_stage(tmp_path, [task], {"cola": [0.1]})
     assert list(seen[0].train_examples) == task.examples()[0][:25]  # the first of a seeded sample: a fair share
     assert len(seen[0].examples) == 1043  # the dev set it is scored on stays whole
+
+
+def test_a_zero_shot_heuristic_without_a_threshold_scores_the_training_stories_too(tmp_path, monkeypatch):
+    import genpt.study.run as study_run
+
+    shared_data("story_cloze")
+    stories = SHARED_DATA / "story_cloze" / "cloze_test_val__spring2016 - cloze_test_ALL_val.csv"
+    task = Task("story_cloze", stories, stories, train_size=100, zeroshot=True)
+    seen = []
+    monkeypatch.setattr(study_run.zs, "zeroshot_curve", lambda run, specs: seen.extend(specs) or [])
+    monkeypatch.setattr(study_run.zs, "write_curve", lambda run, rows: None)
+    study_run._zeroshot_stage(tmp_path, [task], {"story_cloze": [0.65]})
+    assert len(seen[0].examples) == 1871 and seen[0].train_examples is None  # all of them, not the 100 sampled
+    assert list(seen[0].examples[-374:]) == task.examples()[1]  # the dev stories among them

@@ -6,9 +6,12 @@ import matplotlib.image
 from genpt.study.figures import zeroshot_curves
 
 
-def rows(task: str, metric: str, chance: float, values: list[float], best: float | None) -> list[dict]:
-    return [{"tokens": 1000 * (i + 1), "task": task, "metric": metric, "chance": chance, "value": v,
-             "normalised": None if best is None else (v - chance) / (best - chance)} for i, v in enumerate(values)]
+def rows(task: str, metric: str, chance: float, values: list[float], best: float | None,
+         examples: int | None = None) -> list[dict]:
+    counted = {} if examples is None else {"examples": examples}
+    return [{"tokens": 1000 * (i + 1), "task": task, "metric": metric, "chance": chance, "value": v, "best": best,
+             "normalised": None if best is None else (v - chance) / (best - chance), **counted}
+            for i, v in enumerate(values)]
 
 
 def width(path) -> int:
@@ -31,3 +34,20 @@ def test_without_any_fine_tuned_score_every_task_is_drawn_in_its_metric(tmp_path
     figure = zeroshot_curves({"gpt": rows("cola", "mcc", 0.0, [0.01, 0.02], best=None)}, tmp_path / "z.png", 0.1)
     assert "as fractions" in figure.caption
     assert (tmp_path / "z.png").stat().st_size > 0
+
+
+def coloured_pixels(path) -> int:
+    image = matplotlib.image.imread(path)[..., :3]
+    return int((image.min(axis=-1) < 0.97).sum())
+
+
+def test_each_score_is_shaded_by_its_standard_error_when_the_rows_count_their_examples(tmp_path):
+    counted = rows("story_cloze", "accuracy", 0.5, [0.52, 0.53, 0.55], best=0.68, examples=374)
+    counted += rows("cola", "mcc", 0.0, [0.03, 0.06, 0.09], best=None, examples=1043)
+    uncounted = rows("story_cloze", "accuracy", 0.5, [0.52, 0.53, 0.55], best=0.68)
+    uncounted += rows("cola", "mcc", 0.0, [0.03, 0.06, 0.09], best=None)
+    shaded = zeroshot_curves({"gpt": counted}, tmp_path / "shaded.png", min_gain=0.1)
+    bare = zeroshot_curves({"gpt": uncounted}, tmp_path / "bare.png", min_gain=0.1)
+    assert "Shaded: one standard error" in shaded.caption and "Shaded" not in bare.caption
+    # 374 stories: +-0.026 accuracy, +-0.17 on the normalised scale: bands that cover far more than the lines
+    assert coloured_pixels(tmp_path / "shaded.png") > 1.2 * coloured_pixels(tmp_path / "bare.png")

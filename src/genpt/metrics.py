@@ -11,6 +11,7 @@ undefined, chosen so that a score is always a number that can be compared across
   NaN would make "the best epoch" meaningless (every comparison with NaN is false).
 """
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -60,6 +61,19 @@ def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
         return getattr(scipy.stats, kind)(x, y).statistic
 
     return correlation
+
+
+def standard_error(name: str, value: float, n: int) -> float:
+    """How far a score measured on `n` examples wanders from the model's true one, one standard error: the
+    binomial sqrt(p(1 - p) / n) for accuracy, and for the correlations (the MCC is Pearson's r of two binary
+    variables) the large-sample (1 - r^2) / sqrt(n - 1). F1 has no such closed form and is not served."""
+    if n < 2:
+        raise ValueError(f"a standard error needs at least two examples, got {n}")
+    if name == "accuracy":
+        return math.sqrt(value * (1 - value) / n)
+    if name in ("mcc", "pearson", "spearman"):
+        return (1 - value**2) / math.sqrt(n - 1)
+    raise ValueError(f"no standard error for metric {name!r}; expected accuracy, mcc, pearson or spearman")
 
 
 _FUNCTIONS = {"accuracy": _accuracy, "f1": _f1, "mcc": _mcc,

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import EngFormatter, FuncFormatter  # noqa: E402
 
+from genpt.metrics import standard_error  # noqa: E402
+
 DPI = 110
 MARKERS = "osD^vP*Xph"
 TOKENS = EngFormatter(sep="")  # 150k, 1.2M: token counts that fit under their ticks
@@ -187,6 +189,17 @@ def transfer_curve(points: Mapping[str, Mapping[int, list[float]]], metric_names
 ZEROSHOT_STYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D")]  # runs that overlap stay apart by marker
 
 
+def _zeroshot_errors(rows: Sequence[dict], key: str) -> np.ndarray | None:
+    """One standard error of each row's score from the number of examples scored, on the scale of `key`;
+    None for rows written before genpt recorded that number."""
+    if not all("examples" in r and r["examples"] >= 2 for r in rows):
+        return None
+    errors = np.array([standard_error(r["metric"], r["value"], r["examples"]) for r in rows])
+    if key == "normalised":
+        errors = errors / np.array([r["best"] - r["chance"] for r in rows])
+    return errors
+
+
 def _zeroshot_panel(ax, runs: Mapping[str, Sequence[dict]], tasks: Sequence[str], colors: Mapping[str, object],
                     key: str) -> None:
     """One line per run and task of `key` ("normalised" or the raw "value") against tokens seen."""
@@ -194,8 +207,12 @@ def _zeroshot_panel(ax, runs: Mapping[str, Sequence[dict]], tasks: Sequence[str]
         for task in tasks:
             mine = sorted((r for r in rows if r["task"] == task), key=lambda r: r["tokens"])
             if mine:
-                ax.plot([r["tokens"] for r in mine], [r[key] for r in mine], color=colors[task], ls=style,
+                tokens = [r["tokens"] for r in mine]
+                ax.plot(tokens, [r[key] for r in mine], color=colors[task], ls=style,
                         marker=marker, ms=5, mfc="none", label=f"{name}: {task} ({mine[0]['metric']})")
+                if (errors := _zeroshot_errors(mine, key)) is not None:
+                    centre = np.array([r[key] for r in mine])
+                    ax.fill_between(tokens, centre - errors, centre + errors, color=colors[task], alpha=0.12, lw=0)
     if key == "normalised":
         ax.axhline(0.0, color="gray", lw=0.8, label="chance")
     else:  # each task's chance level, dotted in its colour
@@ -233,9 +250,14 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
         if raw:
             scale += (f"; right, in its own metric with its chance level dotted: {', '.join(raw)}, whose fine-tuned "
                       f"score did not beat chance by {min_gain:g}, so there is no scale to normalise it by")
+    shaded = any(_zeroshot_errors([r for r in rows if r["task"] == t], "value") is not None
+                 for rows in runs.values() for t in every)
+    band = (" Shaded: one standard error of each score from the number of dev examples scored (binomial for "
+            "accuracy, (1 - r^2)/sqrt(n - 1) for the MCC): a rise inside the shading is noise."
+            if shaded else "")
     return Figure(path.name, "Zero-shot curves (the paper's Figure 2, right)",
                   "The zero-shot heuristics of genpt.study.zeroshot scored at each checkpoint of each "
-                  f"pre-training run (line style: run; colour: task), {scale}.")
+                  f"pre-training run (line style: run; colour: task), {scale}.{band}")
 
 
 def confusion(matrix: np.ndarray, labels: Sequence[str], title: str, runs: int, path: Path) -> Figure:

@@ -25,6 +25,7 @@ from genpt.data.readers import read_examples
 from genpt.data.tasks import TaskSpec
 from genpt.errors import GenptError
 from genpt.load import load_finetuned
+from genpt.metrics import standard_error
 from genpt.predict import predict
 from genpt.study import figures
 from genpt.study.zeroshot import MIN_GAIN, normalised, read_curve
@@ -291,13 +292,16 @@ def _transfer_table(points: Mapping[str, Mapping[int, list[float]]], metric_name
 
 
 def _zeroshot_table(runs: Sequence[PretrainRun]) -> str:
-    lines = ["| run | step | tokens | task | metric | score | normalised (0 chance, 1 best fine-tuned) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| run | step | tokens | task | metric | score ± one standard error | examples "
+             "| normalised (0 chance, 1 best fine-tuned) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         for row in r.zeroshot:
             normalised = "-" if row.get("normalised") is None else f"{row['normalised']:.3f}"
+            n = row.get("examples", 0)
+            error = f" ± {standard_error(row['metric'], row['value'], n):.4f}" if n >= 2 else ""
             lines.append(f"| {r.name} | {row['step']} | {row['tokens']:,} | {row['task']} | {row['metric']} | "
-                         f"{row['value']:.4f} | {normalised} |")
+                         f"{row['value']:.4f}{error} | {n or '-'} | {normalised} |")
     return "\n".join(lines)
 
 
