@@ -189,10 +189,15 @@ def transfer_curve(points: Mapping[str, Mapping[int, list[float]]], metric_names
 ZEROSHOT_STYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D")]  # runs that overlap stay apart by marker
 
 
+def _counted(rows: Sequence[dict]) -> bool:
+    """Whether every row records how many examples it scored (rows written before genpt did have no error)."""
+    return all(r.get("examples", 0) >= 2 for r in rows)
+
+
 def _zeroshot_errors(rows: Sequence[dict], key: str) -> np.ndarray | None:
     """One standard error of each row's score from the number of examples scored, on the scale of `key`;
-    None for rows written before genpt recorded that number."""
-    if not all("examples" in r and r["examples"] >= 2 for r in rows):
+    None for rows that do not record that number."""
+    if not _counted(rows):
         return None
     errors = np.array([standard_error(r["metric"], r["value"], r["examples"]) for r in rows])
     if key == "normalised":
@@ -207,11 +212,10 @@ def _zeroshot_panel(ax, runs: Mapping[str, Sequence[dict]], tasks: Sequence[str]
         for task in tasks:
             mine = sorted((r for r in rows if r["task"] == task), key=lambda r: r["tokens"])
             if mine:
-                tokens = [r["tokens"] for r in mine]
-                ax.plot(tokens, [r[key] for r in mine], color=colors[task], ls=style,
+                tokens, centre = [r["tokens"] for r in mine], np.array([r[key] for r in mine])
+                ax.plot(tokens, centre, color=colors[task], ls=style,
                         marker=marker, ms=5, mfc="none", label=f"{name}: {task} ({mine[0]['metric']})")
                 if (errors := _zeroshot_errors(mine, key)) is not None:
-                    centre = np.array([r[key] for r in mine])
                     ax.fill_between(tokens, centre - errors, centre + errors, color=colors[task], alpha=0.12, lw=0)
     if key == "normalised":
         ax.axhline(0.0, color="gray", lw=0.8, label="chance")
@@ -250,8 +254,7 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
         if raw:
             scale += (f"; right, in its own metric with its chance level dotted: {', '.join(raw)}, whose fine-tuned "
                       f"score did not beat chance by {min_gain:g}, so there is no scale to normalise it by")
-    shaded = any(_zeroshot_errors([r for r in rows if r["task"] == t], "value") is not None
-                 for rows in runs.values() for t in every)
+    shaded = any(_counted([r for r in rows if r["task"] == t]) for rows in runs.values() for t in every)
     band = (" Shaded: one standard error of each score from the number of dev examples scored (binomial for "
             "accuracy, (1 - r^2)/sqrt(n - 1) for the MCC): a rise inside the shading is noise."
             if shaded else "")

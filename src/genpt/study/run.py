@@ -332,9 +332,9 @@ def _zeroshot_stage(run: Path, tasks: Sequence[Task], full: dict[str, list[float
         return
     specs = []
     for t in tasks:
-        train, dev = t.examples()
         best = sum(full[t.name]) / len(full[t.name]) if full.get(t.name) else None
         if t.name in zs.THRESHOLDED:
+            train, dev = t.examples()
             # One threshold on a line needs no more: scoring 5,000 sentences at every checkpoint would cost more
             # than the curve's dev sets.
             specs.append(zs.ZeroShotData(t.name, t.dev, t.train, best, examples=dev,
@@ -342,8 +342,8 @@ def _zeroshot_stage(run: Path, tasks: Sequence[Task], full: dict[str, list[float
         else:
             # A heuristic with nothing to choose holds no example back: the whole training split is scored too
             # (the Story Cloze Test's 1,871 stories instead of its 374 for dev), which halves the noise.
-            every_train = dataclasses.replace(t, train_size=0).examples()[0]
-            specs.append(zs.ZeroShotData(t.name, t.dev, None, best, examples=[*every_train, *dev]))
+            train, dev = dataclasses.replace(t, train_size=0).examples()
+            specs.append(zs.ZeroShotData(t.name, t.dev, None, best, examples=[*train, *dev]))
     log.info("zero-shot curves into %s", curve)
     zs.write_curve(run, zs.zeroshot_curve(run, specs))
 
