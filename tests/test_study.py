@@ -10,7 +10,7 @@ from conftest import SHARED_DATA, pretrain_tiny, shared_data
 
 from genpt.cli import main
 from genpt.errors import GenptError
-from genpt.study.run import DONE, Task, _jobs, load_recipe, run_study
+from genpt.study.run import DONE, Task, _jobs, finetune_config, load_recipe, run_study
 from genpt.study.zeroshot import read_curve
 
 
@@ -167,3 +167,25 @@ def test_a_zero_shot_heuristic_without_a_threshold_scores_the_training_stories_t
     study_run._zeroshot_stage(tmp_path, [task], {"story_cloze": [0.65]})
     assert len(seen[0].examples) == 1871 and seen[0].train_examples is None  # all of them, not the 100 sampled
     assert list(seen[0].examples[-374:]) == task.examples()[1]  # the dev stories among them
+
+
+def test_a_task_s_own_finetune_table_overrides_the_recipe_s_for_that_task_only(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('settings = ["full", "no_aux_lm"]\n[pretrain]\nshards = "s"\n[finetune]\nepochs = 2\nlr = 1e-3\n'
+                      '[[tasks]]\nname = "cola"\ntrain = "t"\ndev = "d"\n[tasks.finetune]\nepochs = 4\nlr = 3e-4\n'
+                      '[[tasks]]\nname = "sst2"\ntrain = "t"\ndev = "d"\n')
+    loaded = load_recipe(recipe)
+    cola, sst2 = loaded.tasks
+    assert (finetune_config(loaded, cola, {}, 1).epochs, finetune_config(loaded, cola, {}, 1).lr) == (4, 3e-4)
+    assert (finetune_config(loaded, sst2, {}, 1).epochs, finetune_config(loaded, sst2, {}, 1).lr) == (2, 1e-3)
+    # A setting's own values (no aux LM's lambda 0) and the seed still come last.
+    no_aux = finetune_config(loaded, cola, {"lm_coef": 0.0}, 3)
+    assert (no_aux.epochs, no_aux.lm_coef, no_aux.seed) == (4, 0.0, 3)
+
+
+def test_an_unknown_setting_in_a_task_s_finetune_table_is_refused_naming_the_task(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[pretrain]\nshards = "s"\n'
+                      '[[tasks]]\nname = "cola"\ntrain = "t"\ndev = "d"\n[tasks.finetune]\nepoch = 4\n')
+    with pytest.raises(GenptError, match=r"r.toml: task cola: finetune.epoch"):
+        load_recipe(recipe)

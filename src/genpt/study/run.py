@@ -55,6 +55,7 @@ class Task:
     dev_size: int = 0
     zeroshot: bool = False  # draw its zero-shot curve over the pre-training checkpoints (sst2, cola, ...)
     transfer: bool = True  # run the recipe's transfer_layers settings on it (the transfer curve)
+    finetune: dict[str, Any] = field(default_factory=dict)  # over the recipe's [finetune], for this task only
 
     def examples(self) -> tuple[list[Example], list[Example]]:
         """Its training and dev examples, cut to the recipe's sizes. One file named as both is split the
@@ -124,7 +125,9 @@ def load_recipe(name: str | Path, data_root: str | Path = ".") -> Recipe:
         if not {"name", "train", "dev"} <= set(t):
             raise GenptError(f"{path}: [[tasks]] number {n} needs name, train and dev")
         tasks.append(Task(t["name"], where(t["train"]), where(t["dev"]), t.get("train_size", 0), t.get("dev_size", 0),
-                          t.get("zeroshot", False), t.get("transfer", True)))
+                          t.get("zeroshot", False), t.get("transfer", True), t.get("finetune", {})))
+        # Refused now, naming the task, rather than when its first fine-tuning run starts.
+        from_dict(FinetuneConfig, tasks[-1].finetune, f"{path}: task {t['name']}: finetune.")
     if not tasks:
         raise GenptError(f"{path}: no [[tasks]]; a study fine-tunes at least one task")
     settings = data.get("settings", ["full", "no_aux_lm", "scratch", "lstm"])
@@ -235,6 +238,12 @@ def _jobs(recipe: Recipe, task: Task, seeds: int) -> list[tuple[str, str, dict[s
             for seed in range(1, seeds + 1)]
 
 
+def finetune_config(recipe: Recipe, task: Task, values: dict[str, Any], seed: int) -> FinetuneConfig:
+    """One run's fine-tuning settings: the recipe's, then the task's own (CoLA wants more epochs than
+    SST-2 at this size), then the setting's (no aux LM, scratch, ...), then the seed."""
+    return from_dict(FinetuneConfig, {**recipe.finetune, **task.finetune, **values, "seed": seed}, "finetune.")
+
+
 def _check_output(out: Path) -> None:
     """A new or empty folder, or an earlier study's: nothing else of the user's is written over."""
     if out.exists() and any(out.iterdir()) and not (out / RECIPE_COPY).is_file():
@@ -272,7 +281,7 @@ def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: 
     finetuned: list[tuple[Task, str, Path]] = []
     for task in recipe.tasks:
         for name, init, values, seed in _jobs(recipe, task, seeds):
-            cfg = from_dict(FinetuneConfig, {**recipe.finetune, **values, "seed": seed}, "finetune.")
+            cfg = finetune_config(recipe, task, values, seed)
             folder = out / task.name / name
             finetuned.append((task, name, folder))
             stage = partial(_finetune_stage, runs[init], task, folder, cfg)
