@@ -90,11 +90,16 @@ def test_a_study_does_not_write_into_a_folder_of_other_files(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "keep"
 
 
-def test_a_recipe_with_an_unknown_setting_is_refused(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ('settings = ["full", "half"]\n[pretrain]\nshards = "s"\n[[tasks]]\nname = "sst2"\ntrain = "t"\ndev = "d"\n',
+     r"r.toml: unknown setting\(s\) \['half'\]"),
+    ('[pretrain]\nshards = "s"\n[[tasks]]\nname = "cola"\ntrain = "t"\ndev = "d"\n[tasks.finetune]\nepoch = 4\n',
+     r"r.toml: task cola: finetune.epoch"),  # a task's own fine-tuning table: the task is named
+], ids=["study setting", "task's finetune key"])
+def test_a_recipe_with_an_unknown_setting_is_refused_naming_it(tmp_path, text, message):
     recipe = tmp_path / "r.toml"
-    recipe.write_text('settings = ["full", "half"]\n[pretrain]\nshards = "s"\n'
-                      '[[tasks]]\nname = "sst2"\ntrain = "t"\ndev = "d"\n')
-    with pytest.raises(GenptError, match=r"r.toml: unknown setting\(s\) \['half'\]"):
+    recipe.write_text(text)
+    with pytest.raises(GenptError, match=message):
         load_recipe(recipe)
 
 
@@ -181,11 +186,3 @@ def test_a_task_s_own_finetune_table_overrides_the_recipe_s_for_that_task_only(t
     # A setting's own values (no aux LM's lambda 0) and the seed still come last.
     no_aux = finetune_config(loaded, cola, {"lm_coef": 0.0}, 3)
     assert (no_aux.epochs, no_aux.lm_coef, no_aux.seed) == (4, 0.0, 3)
-
-
-def test_an_unknown_setting_in_a_task_s_finetune_table_is_refused_naming_the_task(tmp_path):
-    recipe = tmp_path / "r.toml"
-    recipe.write_text('[pretrain]\nshards = "s"\n'
-                      '[[tasks]]\nname = "cola"\ntrain = "t"\ndev = "d"\n[tasks.finetune]\nepoch = 4\n')
-    with pytest.raises(GenptError, match=r"r.toml: task cola: finetune.epoch"):
-        load_recipe(recipe)
