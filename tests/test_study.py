@@ -181,8 +181,9 @@ def test_a_task_s_own_finetune_table_overrides_the_recipe_s_for_that_task_only(t
                       '[[tasks]]\nname = "sst2"\ntrain = "t"\ndev = "d"\n')
     loaded = load_recipe(recipe)
     cola, sst2 = loaded.tasks
-    assert (finetune_config(loaded, cola, {}, 1).epochs, finetune_config(loaded, cola, {}, 1).lr) == (4, 3e-4)
-    assert (finetune_config(loaded, sst2, {}, 1).epochs, finetune_config(loaded, sst2, {}, 1).lr) == (2, 1e-3)
+    for task, (epochs, lr) in ((cola, (4, 3e-4)), (sst2, (2, 1e-3))):
+        cfg = finetune_config(loaded, task, {}, 1)
+        assert (cfg.epochs, cfg.lr) == (epochs, lr)
     # A setting's own values (no aux LM's lambda 0) and the seed still come last.
     no_aux = finetune_config(loaded, cola, {"lm_coef": 0.0}, 3)
     assert (no_aux.epochs, no_aux.lm_coef, no_aux.seed) == (4, 0.0, 3)

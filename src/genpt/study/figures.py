@@ -190,7 +190,7 @@ ZEROSHOT_STYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D")]  # runs tha
 
 
 def _counted(rows: Sequence[dict]) -> bool:
-    """Whether every row records how many examples it scored (rows written before genpt did have no error)."""
+    """Whether every row records how many examples it scored (rows written before genpt recorded it have no error)."""
     return all(r.get("examples", 0) >= 2 for r in rows)
 
 
