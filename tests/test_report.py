@@ -2,6 +2,7 @@
 fine-tuned runs in several settings; every figure exists, is a non-blank PNG, and report.md embeds it."""
 
 import re
+from types import SimpleNamespace
 
 import matplotlib.image
 import pytest
@@ -13,7 +14,7 @@ from genpt.data.readers import read_examples
 from genpt.data.tasks import builtin_task
 from genpt.errors import GenptError
 from genpt.study import zeroshot as zs
-from genpt.study.report import _comparison_table, read_run, setting_of, write_report
+from genpt.study.report import _comparison_table, _where_table, read_run, setting_of, write_report
 from genpt.train.finetune import finetune
 from genpt.train.pretrain import pretrain
 
@@ -88,6 +89,26 @@ def test_full_is_compared_with_each_setting_by_its_spread_and_welchs_test():
     assert rows[1] == "| sst2 | accuracy | no pre-training | +0.2400 | 0.0100 | 24.0 | 0.000 |"
     assert len(rows) == 2  # one LSTM seed: no spread to compare with
     assert _comparison_table({"sst2": {"full": [0.7, 0.8]}}, {"sst2": "accuracy"}) == ""
+
+
+def test_the_stages_machines_and_times_are_summed_by_kind_and_machine():
+    cpu = {"cpu": "AMD EPYC (family 26 model 2)", "torch": "2.13.0+cpu", "threads": 1}
+
+    def run(started, finished, seconds, resumed=False, machine=cpu):
+        day = "2026-12-02T"
+        return SimpleNamespace(stage={"started": f"{day}{started}+00:00", "finished": f"{day}{finished}+00:00",
+                                      "seconds": seconds, "resumed": resumed, "machine": machine})
+
+    pre = [run("13:00:00", "13:20:00", 1200.0), run("13:00:00", "13:10:00", 600.0), SimpleNamespace(stage=None)]
+    fine = [run("13:20:00", "13:23:00", 180.0), run("13:21:00", "13:30:00", 540.0, resumed=True),
+            run("13:31:00", "13:32:00", 60.0, machine={**cpu, "threads": 2})]
+    lines = _where_table(pre, fine).splitlines()
+    assert lines[2] == ("| pre-training | 2 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 1 | 30.0 min | "
+                        "2026-12-02T13:00:00+00:00 | 2026-12-02T13:20:00+00:00 |")
+    assert lines[3].startswith("| fine-tuning | 2 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 1 | 12.0 min |")
+    assert lines[4].startswith("| fine-tuning | 1 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 2 | 1.0 min |")
+    assert "**32.0 minutes** of wall clock" in lines[6] and lines[7].startswith("1 stage(s) resumed")
+    assert _where_table([SimpleNamespace(stage=None)], []) == ""  # runs made outside a study say nothing
 
 
 def test_settings_follow_from_the_fine_tuning_settings():

@@ -10,7 +10,8 @@ from conftest import SHARED_DATA, pretrain_tiny, shared_data
 
 from genpt.cli import main
 from genpt.errors import GenptError
-from genpt.study.run import DONE, Task, _jobs, finetune_config, load_recipe, run_study
+from genpt.study import stages
+from genpt.study.run import Task, _jobs, finetune_config, load_recipe, run_study
 from genpt.study.zeroshot import read_curve
 
 
@@ -30,8 +31,11 @@ def test_tiny_study_writes_the_report_and_a_second_run_reuses_every_stage(tmp_pa
         assert f"]({name})" in text and (out / name).stat().st_size > 5_000
     for setting in ("full", "no aux LM", "no pre-training", "LSTM"):
         assert re.search(rf"\| sst2 \| accuracy \| {setting} \| [\d.]+ ± [\d.]+ \| 2 \|", text), setting
-    stages = sorted(out.glob(f"**/{DONE}"))
-    assert len(stages) == 2 + 5 * 2  # two pre-training runs; five settings, two seeds each
+    finished = sorted(out.glob(f"**/{stages.FILE}"))
+    assert len(finished) == 2 + 5 * 2  # two pre-training runs; five settings, two seeds each
+    where = text.split("## Where it ran and how long")[1].split("##")[0]
+    assert re.search(r"\| pre-training \| 2 \| .+ \| [\d.]+ min \|", where)
+    assert re.search(r"\| fine-tuning \| 10 \| .+ \| [\d.]+ min \|", where) and "minutes** of wall clock" in where
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "checkpoints" in p.parts}
     assert before  # the stages' checkpoints: a retrained stage would rewrite them
 
@@ -47,7 +51,7 @@ def test_two_worker_processes_share_the_stages_and_each_runs_once(tmp_path):
     shared_data("glue", "SST-2")
     out = tmp_path / "study"
     report = run_study("tiny", out, data_root=SHARED_DATA, workers=2).read_text()
-    assert len(sorted(out.glob(f"**/{DONE}"))) == 2 + 5 * 2
+    assert len(sorted(out.glob(f"**/{stages.FILE}"))) == 2 + 5 * 2
     for setting in ("full", "no aux LM", "no pre-training", "LSTM"):
         assert re.search(rf"\| sst2 \| accuracy \| {setting} \| [\d.]+ ± [\d.]+ \| 2 \|", report), setting
     claimed = {p.name for p in (out / ".claims").iterdir()}
@@ -66,7 +70,7 @@ def test_a_study_from_a_given_run_fine_tunes_it_without_waiting_for_a_stage_of_i
     out = tmp_path / "study"
     subprocess.run([sys.executable, "-m", "genpt", "study", "--recipe", str(recipe), "--data", str(SHARED_DATA),
                     "-o", str(out)], check=True, timeout=600, capture_output=True)
-    assert (out / "sst2" / "full-seed1" / DONE).is_file()
+    assert (out / "sst2" / "full-seed1" / stages.FILE).is_file()
     assert re.search(r"\| sst2 \| accuracy \| full \| [\d.]+ ± [\d.]+ \| 1 \|", (out / "report.md").read_text())
     assert {row["task"] for row in read_curve(run)} == {"sst2"}
 

@@ -3,8 +3,9 @@
 A pre-training run is read from its `metrics.jsonl` (train and validation rows) and, where
 `genpt zeroshot --every-checkpoint` wrote one, its `zeroshot.jsonl`. A fine-tuned folder is read from
 `finetune.json` (task and settings), `metrics.jsonl` (dev metrics per epoch) and its checkpoint's
-`config.json` (the architecture). The setting of a fine-tuned run follows from its settings: full,
-no aux LM (lm_coef 0), no pre-training (scratch), transfer k (the first k blocks), LSTM.
+`config.json` (the architecture). Runs a `genpt study` made carry their stage record (`study_stage.json`:
+when, on which CPU, for how long), which the report sums up. The setting of a fine-tuned run follows from
+its settings: full, no aux LM (lm_coef 0), no pre-training (scratch), transfer k (the first k blocks), LSTM.
 Confusion matrices need the dev labels: `dev_files` maps a task's name to its dev file, and each
 classifier is run on it.
 """
@@ -15,6 +16,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from genpt.errors import GenptError
 from genpt.load import load_finetuned
 from genpt.metrics import standard_error
 from genpt.predict import predict
-from genpt.study import figures
+from genpt.study import figures, stages
 from genpt.study.zeroshot import MIN_GAIN, normalised, read_curve
 
 REPORT = "report.md"
@@ -42,6 +44,7 @@ class PretrainRun:
     curve: figures.Curve
     zeroshot: list[dict]
     config: dict
+    stage: dict | None  # the study's record of the stage that made it; None outside a study
 
 
 @dataclass
@@ -53,7 +56,9 @@ class FinetunedRun:
     transferred: int | None  # blocks transferred, for the transfer curve (None: not a transfer point)
     n_layer: int
     seed: int
+    lr: float
     epochs: list[dict]  # dev metrics after each epoch
+    stage: dict | None
 
     @property
     def metric(self) -> str:
@@ -92,7 +97,7 @@ def read_pretrain(path: Path) -> PretrainRun:
     val = [{**r, "tokens": tokens_at.get(r["step"], r["step"] * per_step)} for r in rows if r["split"] == "val"]
     config = io.read_json(path / "config.json") if (path / "config.json").is_file() else {}
     rows = [{**row, "normalised": normalised(row["task"], row["value"], row.get("best"))} for row in read_curve(path)]
-    return PretrainRun(path, path.name, figures.Curve(path.name, train, val), rows, config)
+    return PretrainRun(path, path.name, figures.Curve(path.name, train, val), rows, config, stages.finished(path))
 
 
 def setting_of(arch: str, scratch: bool, transfer: int, n_layer: int, lm_coef: float) -> str:
@@ -122,7 +127,8 @@ def read_finetuned(path: Path) -> FinetunedRun:
     transferred = None
     if arch == "transformer" and not cfg["scratch"] and cfg["lm_coef"] > 0:
         transferred = cfg["transfer_layers"] if 0 <= cfg["transfer_layers"] < n_layer else n_layer
-    return FinetunedRun(path, path.name, task, setting, transferred, n_layer, cfg["seed"], epochs)
+    return FinetunedRun(path, path.name, task, setting, transferred, n_layer, cfg["seed"], cfg["lr"], epochs,
+                        stages.finished(path))
 
 
 def read_run(path: str | Path) -> PretrainRun | FinetunedRun:
@@ -214,6 +220,8 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
     with_zeroshot = [r for r in pre if r.zeroshot]
     if with_zeroshot:
         tables.append(("Zero-shot scores at each checkpoint", _zeroshot_table(with_zeroshot)))
+    if where := _where_table(pre, fine):
+        tables.append(("Where it ran and how long", where))
     if not shown:
         raise GenptError("nothing to report: give pre-training runs or fine-tuned folders")
     path = output / REPORT
@@ -305,6 +313,35 @@ def _zeroshot_table(runs: Sequence[PretrainRun]) -> str:
     return "\n".join(lines)
 
 
+def _where_table(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun]) -> str:
+    """The study stages' machines and times, by kind and machine; empty when no run has a stage record."""
+    groups: dict[tuple[str, str, str, int], list[dict]] = defaultdict(list)
+    for kind, runs in (("pre-training", pre), ("fine-tuning", fine)):
+        for r in runs:
+            if r.stage and "seconds" in r.stage:
+                m = r.stage["machine"]
+                groups[(kind, m["cpu"], m["torch"], m["threads"])].append(r.stage)
+    if not groups:
+        return ""
+    lines = ["| stages | count | CPU | PyTorch | threads a process | compute | first started | last finished |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (kind, cpu, version, threads), records in groups.items():
+        lines.append(f"| {kind} | {len(records)} | {cpu} | {version} | {threads} | "
+                     f"{sum(s['seconds'] for s in records) / 60:.1f} min | {min(s['started'] for s in records)} | "
+                     f"{max(s['finished'] for s in records)} |")
+    every = [s for records in groups.values() for s in records]
+    span = (datetime.fromisoformat(max(s["finished"] for s in every))
+            - datetime.fromisoformat(min(s["started"] for s in every))).total_seconds()
+    resumed = sum(s["resumed"] for s in every)
+    lines += ["", f"From the first stage's start to the last one's finish: **{span / 60:.1f} minutes** of wall clock "
+              "(the stages of several processes overlap; preparing the shards, the zero-shot curves and this report "
+              "are not counted)."]
+    if resumed:
+        lines.append(f"{resumed} stage(s) resumed after an interruption: only the attempt that finished each is "
+                     "counted.")
+    return "\n".join(lines)
+
+
 def _markdown(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun], shown: Sequence[figures.Figure],
               tables: Sequence[tuple[str, str]]) -> str:
     out = ["# genpt report", ""]
@@ -317,10 +354,10 @@ def _markdown(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun], shown: S
             out.append(f"| {r.name} | {last['step']} | {last['tokens']:,} | {last['loss']:.4f} | {ppl} |")
         out.append("")
     if fine:
-        out += ["## Fine-tuned runs", "", "| run | task | setting | seed | epochs | final dev score |",
-                "|---|---|---|---|---|---|"]
+        out += ["## Fine-tuned runs", "", "| run | task | setting | seed | rate | epochs | final dev score |",
+                "|---|---|---|---|---|---|---|"]
         for r in fine:
-            out.append(f"| {r.name} | {r.task.name} | {r.setting} | {r.seed} | {len(r.epochs)} | "
+            out.append(f"| {r.name} | {r.task.name} | {r.setting} | {r.seed} | {r.lr:g} | {len(r.epochs)} | "
                        f"{r.metric} {r.final:.4f} |")
         out.append("")
     for heading, table in tables:

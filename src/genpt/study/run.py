@@ -16,6 +16,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from genpt.data.corpus import prepare, train_tokenizer
 from genpt.data.readers import read_examples, story_cloze_split
 from genpt.data.tasks import Example, builtin_task
 from genpt.errors import GenptError
+from genpt.study import stages
 from genpt.study import zeroshot as zs
 from genpt.study.claims import Claims, Later
 from genpt.study.report import write_report
@@ -40,7 +42,6 @@ from genpt.train.pretrain import pretrain
 log = logging.getLogger("genpt")
 
 RECIPES = Path(__file__).parent / "recipes"  # `--recipe NAME` means recipes/NAME.toml (tiny, cpu, gpu)
-DONE = "study_stage.json"  # a finished stage's result
 RECIPE_COPY = "recipe.toml"  # marks a study folder, so a second invocation may write into it
 SETTINGS = {"full": {}, "no_aux_lm": {"lm_coef": 0.0}, "scratch": {"scratch": True}, "lstm": {}}
 THRESHOLD_EXAMPLES = 1_000  # of a task's (already sampled) training examples choose a zero-shot threshold
@@ -148,14 +149,6 @@ def load_recipe(name: str | Path, data_root: str | Path = ".") -> Recipe:
                   data.get("seeds", 3), text)
 
 
-def _finished(folder: Path) -> dict | None:
-    return io.read_json(folder / DONE) if (folder / DONE).is_file() else None
-
-
-def _finish(folder: Path, result: dict) -> None:
-    io.write_json(folder / DONE, result)
-
-
 def _shards(recipe: Recipe, out: Path) -> Path:
     """The recipe's shards, or the ones this study prepares from its corpus (out/shards)."""
     pre = recipe.pretrain
@@ -174,14 +167,15 @@ def _shards(recipe: Recipe, out: Path) -> Path:
 
 
 def _pretrain_stage(folder: Path, settings: dict[str, Any], shards: Path) -> Path:
-    if _finished(folder) is not None:
+    if stages.finished(folder) is not None:
         log.info("reusing %s", folder)
         return folder
     config = from_dict(PretrainConfig, {**settings, "data": {**settings.get("data", {}), "shards": str(shards)}})
     log.info("pre-training into %s", folder)
+    started, resume = time.time(), folder.is_dir()
     # An interrupted stage continues; a new one starts (--resume refuses a folder that does not exist).
-    result = pretrain(config, folder, resume=folder.is_dir(), progress=False)
-    _finish(folder, {"step": result.step, "tokens": result.tokens_seen, **result.last_eval})
+    result = pretrain(config, folder, resume=resume, progress=False)
+    stages.finish(folder, {"step": result.step, "tokens": result.tokens_seen, **result.last_eval}, started, resume)
     return folder
 
 
@@ -217,15 +211,17 @@ def pretrained_runs(recipe: Recipe, out: Path, later: Later | None = None) -> di
 
 
 def _finetune_stage(init: Path, task: Task, folder: Path, cfg: FinetuneConfig) -> Path:
-    if _finished(folder) is not None:
+    if stages.finished(folder) is not None:
         log.info("reusing %s", folder)
         return folder
     spec = builtin_task(task.name)
+    started, resume = time.time(), folder.is_dir()
     train, dev = task.examples()
     log.info("fine-tuning %s into %s", task.name, folder)
     result = finetune(init, spec, task.train, task.dev, folder, cfg, train_examples=train, dev_examples=dev,
-                      resume=folder.is_dir(), progress=False)
-    _finish(folder, {"epochs": result.epochs, "best_epoch": result.best_epoch, "best": result.best})
+                      resume=resume, progress=False)
+    stages.finish(folder, {"epochs": result.epochs, "best_epoch": result.best_epoch, "best": result.best}, started,
+                  resume)
     return folder
 
 
@@ -291,7 +287,7 @@ def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: 
     full: dict[str, list[float]] = {}
     for task, name, folder in finetuned:
         if name.startswith("full-"):
-            epochs = _finished(folder)["epochs"]
+            epochs = stages.finished(folder)["epochs"]
             full.setdefault(task.name, []).append(epochs[-1][builtin_task(task.name).metrics[0]])
     tasks = [t for t in recipe.tasks if t.zeroshot]
     for arch, run in runs.items():
@@ -320,7 +316,7 @@ def _start_workers(recipe: Path, out: Path, seeds: int, data_root: str | Path, w
 
 
 def _done(folder: Path) -> bool:
-    return _finished(folder) is not None
+    return stages.finished(folder) is not None
 
 
 def _pretrained(recipe: Recipe, run: Path) -> Callable[[], bool]:
