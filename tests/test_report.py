@@ -104,7 +104,7 @@ def test_the_stages_machines_and_times_are_summed_by_kind_and_machine():
             run("13:31:00", "13:32:00", 60.0, machine={**cpu, "threads": 2})]
     lines = _where_table(pre, fine).splitlines()
     assert lines[2] == ("| pre-training | 2 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 1 | 30.0 min | "
-                        "2026-12-02T13:00:00+00:00 | 2026-12-02T13:20:00+00:00 |")
+                        "2026-12-02 13:00:00 UTC | 2026-12-02 13:20:00 UTC |")
     assert lines[3].startswith("| fine-tuning | 2 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 1 | 12.0 min |")
     assert lines[4].startswith("| fine-tuning | 1 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 2 | 1.0 min |")
     assert "**32.0 minutes** of wall clock" in lines[6] and lines[7].startswith("1 stage(s) resumed")

@@ -326,9 +326,9 @@ def _where_table(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun]) -> st
     lines = ["| stages | count | CPU | PyTorch | threads a process | compute | first started | last finished |",
              "|---|---|---|---|---|---|---|---|"]
     for (kind, cpu, version, threads), records in groups.items():
+        first, last = min(s["started"] for s in records), max(s["finished"] for s in records)
         lines.append(f"| {kind} | {len(records)} | {cpu} | {version} | {threads} | "
-                     f"{sum(s['seconds'] for s in records) / 60:.1f} min | {min(s['started'] for s in records)} | "
-                     f"{max(s['finished'] for s in records)} |")
+                     f"{sum(s['seconds'] for s in records) / 60:.1f} min | {_when(first)} | {_when(last)} |")
     every = [s for records in groups.values() for s in records]
     span = (datetime.fromisoformat(max(s["finished"] for s in every))
             - datetime.fromisoformat(min(s["started"] for s in every))).total_seconds()
@@ -340,6 +340,10 @@ def _where_table(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun]) -> st
         lines.append(f"{resumed} stage(s) resumed after an interruption: only the attempt that finished each is "
                      "counted.")
     return "\n".join(lines)
+
+
+def _when(iso: str) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _markdown(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun], shown: Sequence[figures.Figure],
