@@ -99,7 +99,8 @@ def test_the_stages_machines_and_times_are_summed_by_kind_and_machine():
         return SimpleNamespace(stage={"started": f"{day}{started}+00:00", "finished": f"{day}{finished}+00:00",
                                       "seconds": seconds, "resumed": resumed, "machine": machine})
 
-    pre = [run("13:00:00", "13:20:00", 1200.0), run("13:00:00", "13:10:00", 600.0), SimpleNamespace(stage=None)]
+    older = SimpleNamespace(stage={"step": 40})  # a stage recorded before stages kept their times
+    pre = [run("13:00:00", "13:20:00", 1200.0), run("13:00:00", "13:10:00", 600.0), SimpleNamespace(stage=None), older]
     fine = [run("13:20:00", "13:23:00", 180.0), run("13:21:00", "13:30:00", 540.0, resumed=True),
             run("13:31:00", "13:32:00", 60.0, machine={**cpu, "threads": 2})]
     lines = _where_table(pre, fine).splitlines()
@@ -108,6 +109,7 @@ def test_the_stages_machines_and_times_are_summed_by_kind_and_machine():
     assert lines[3].startswith("| fine-tuning | 2 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 1 | 12.0 min |")
     assert lines[4].startswith("| fine-tuning | 1 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 2 | 1.0 min |")
     assert "**32.0 minutes** of wall clock" in lines[6] and lines[7].startswith("1 stage(s) resumed")
+    assert lines[8].startswith("1 more stage(s) were made by a genpt that did not yet record times")
     assert _where_table([SimpleNamespace(stage=None)], []) == ""  # runs made outside a study say nothing
 
 

@@ -316,11 +316,14 @@ def _zeroshot_table(runs: Sequence[PretrainRun]) -> str:
 def _where_table(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun]) -> str:
     """The study stages' machines and times, by kind and machine; empty when no run has a stage record."""
     groups: dict[tuple[str, str, str, int], list[dict]] = defaultdict(list)
+    unrecorded = 0  # stages a genpt made before stages recorded their times
     for kind, runs in (("pre-training", pre), ("fine-tuning", fine)):
         for r in runs:
             if r.stage and "seconds" in r.stage:
                 m = r.stage["machine"]
                 groups[(kind, m["cpu"], m["torch"], m["threads"])].append(r.stage)
+            elif r.stage:
+                unrecorded += 1
     if not groups:
         return ""
     lines = ["| stages | count | CPU | PyTorch | threads a process | compute | first started | last finished |",
@@ -339,6 +342,9 @@ def _where_table(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun]) -> st
     if resumed:
         lines.append(f"{resumed} stage(s) resumed after an interruption: only the attempt that finished each is "
                      "counted.")
+    if unrecorded:
+        lines.append(f"{unrecorded} more stage(s) were made by a genpt that did not yet record times: "
+                     "not counted above.")
     return "\n".join(lines)
 
 
