@@ -167,7 +167,7 @@ def _shards(recipe: Recipe, out: Path) -> Path:
 
 
 def _pretrain_stage(folder: Path, settings: dict[str, Any], shards: Path) -> Path:
-    if stages.finished(folder) is not None:
+    if _done(folder):
         log.info("reusing %s", folder)
         return folder
     config = from_dict(PretrainConfig, {**settings, "data": {**settings.get("data", {}), "shards": str(shards)}})
@@ -211,7 +211,7 @@ def pretrained_runs(recipe: Recipe, out: Path, later: Later | None = None) -> di
 
 
 def _finetune_stage(init: Path, task: Task, folder: Path, cfg: FinetuneConfig) -> Path:
-    if stages.finished(folder) is not None:
+    if _done(folder):
         log.info("reusing %s", folder)
         return folder
     spec = builtin_task(task.name)
