@@ -235,7 +235,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if result.genre_accuracy:
         train, dev = result.genre_sizes
         print(f"genre of a passage (comedy / history / tragedy), {train} training passages, {dev} dev passages "
-              "from six plays never seen; dev accuracy over seeds:")
+              "from six plays never seen; dev accuracy after the last epoch, over seeds:")
         for setting, runs in result.genre_accuracy.items():
             each = ", ".join(f"{100 * a:.1f}" for a in runs)
             print(f"  {setting:>12}: {100 * statistics.mean(runs):.1f}% ± {100 * statistics.stdev(runs):.1f} "
