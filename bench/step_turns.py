@@ -2,8 +2,11 @@
 
 train_throughput.py runs each implementation in its own process, one after the other: right on a quiet
 machine, but on shared cores a busy spell lands on one implementation and not the next. Here each
-round runs one step of every variant, so drift hits all alike, and the medians over rounds are
-compared. The step is train_throughput's (forward with the LM loss, backward, the same fused AdamW).
+round runs one step of every variant, starting each round with the next one in turn (so that none
+always runs first, after the others have warmed or cooled the caches), drift hits all alike, and the
+medians over rounds are compared, each ratio with the middle half of the rounds' ratios: where that
+range holds 1.0, the difference is inside the machine's drift. The step is train_throughput's
+(forward with the LM loss, backward, the same fused AdamW).
 genpt runs three ways: with its kernels chosen by measurement on this CPU (genpt.kernels.select; the
 default), in the registry's fixed order (GENPT_KERNELS=first: the fast paths as written, measured on
 another CPU), and with every plain twin (GENPT_KERNELS=plain).
@@ -80,6 +83,14 @@ def make_step(impl: str, config, args: argparse.Namespace):
     return step, selector
 
 
+def round_ratios(times: list[float], peer: list[float]) -> tuple[float, float, float]:
+    """Speed over the peer's, round by round (the peer's step time over this one's): the median and the
+    first and third quartiles."""
+    ratios = sorted(b / a for a, b in zip(times, peer, strict=True))
+    q = len(ratios) // 4
+    return statistics.median(ratios), ratios[q], ratios[-q - 1]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -92,17 +103,17 @@ def main(argv: list[str] | None = None) -> None:
     tokens = args.batch * config.n_ctx
     load = [os.getloadavg()[0]]
     for r in range(args.warmup + args.rounds):
-        for impl, step in steps.items():
+        for impl in impls[r % len(impls):] + impls[:r % len(impls)]:
             start = time.perf_counter()
-            step()
+            steps[impl]()
             if r >= args.warmup:
                 times[impl].append(time.perf_counter() - start)
         print(f"  round {r + 1}/{args.warmup + args.rounds}: " + ", ".join(
             f"{impl} {tokens / t[-1]:,.0f} tok/s" for impl, t in times.items() if t), file=sys.stderr, flush=True)
     load.append(os.getloadavg()[0])
     tps = {impl: tokens / statistics.median(t) for impl, t in times.items()}
-    # Each round's ratio, then their median: drift between rounds cancels out.
-    paired = {(impl, peer): statistics.median(b / a for a, b in zip(times[impl], times[peer], strict=True))
+    # Each round's ratio, then their median and middle half: drift between rounds cancels out.
+    paired = {(impl, peer): round_ratios(times[impl], times[peer])
               for impl in impls for peer in ("nanogpt", "hf") if peer in times}
     used = made["genpt"][1].used if "genpt" in made else {}
     chosen = sorted(Counter(f"{key.partition('|')[0]}={c.chosen}" for key, c in used.items()).items())
@@ -111,19 +122,21 @@ def main(argv: list[str] | None = None) -> None:
           f" batch {args.batch}, {args.dtype}, dropout {args.dropout:g}, {args.threads} threads; median of "
           f"{args.rounds} rounds in turns after {args.warmup}; load {load[0]:.1f} before, {load[1]:.1f} after")
     peers = [p for p in ("nanogpt", "hf") if p in tps]
-    print(f"{'variant':<24}{'tokens/s':>10}{'min-max':>16}" + "".join(f"{'vs ' + p:>12}" for p in peers)
-          + "  (ratios: median of each round's)")
+    print(f"{'variant':<24}{'tokens/s':>10}{'min-max':>16}" + "".join(f"{'vs ' + p:>12}{'':13}" for p in peers)
+          + "  (ratios: median of each round's, middle half)")
     for impl, t in times.items():
         spread = f"{tokens / max(t):,.0f}-{tokens / min(t):,.0f}"
-        print(f"{LABELS[impl]:<24}{tps[impl]:>10,.0f}{spread:>16}" + "".join(f"{paired[impl, p]:>11.2f}x"
-                                                                          for p in peers))
+        print(f"{LABELS[impl]:<24}{tps[impl]:>10,.0f}{spread:>16}" + "".join(
+            f"{paired[impl, p][0]:>11.2f}x{f'({paired[impl, p][1]:.2f}-{paired[impl, p][2]:.2f})':>13}"
+            for p in peers))
     if chosen:
         print("genpt's kernels by measurement (number of call shapes; genpt doctor shows the times): "
               + ", ".join(f"{name} x{n}" for name, n in chosen))
     if args.save:
         with open(args.save, "w") as f:
             json.dump({"machine": host, "settings": vars(args), "load": load, "tokens_per_s": tps,
-                       "step_s": times, "ratios": {f"{a}/{b}": r for (a, b), r in paired.items()},
+                       "step_s": times, "ratios": {f"{a}/{b}": r[0] for (a, b), r in paired.items()},
+                       "ratio_middle_half": {f"{a}/{b}": r[1:] for (a, b), r in paired.items()},
                        "chosen": dict(chosen)}, f, indent=2)
 
 
