@@ -19,7 +19,7 @@ import time
 
 import torch
 from train_throughput import ADAMW, SHAPES, WEIGHT_DECAY, build_model, model_config
-from workers import describe_machine, machine
+from workers import describe_machine, machine, round_ratios
 
 from genpt import kernels
 from genpt.kernels import select
@@ -80,10 +80,8 @@ def main(argv: list[str] | None = None) -> None:
           f"other paths: {args.others or 'plain'}; {args.rounds} rounds after {args.warmup}")
     print(f"{'alternative':<14}{'tokens/s':>10}{'speed vs ' + plain:>18}{'middle half':>16}")
     for alt, ts in times.items():
-        ratios = sorted(p / t for t, p in zip(ts, times[plain], strict=True))
-        q = len(ratios) // 4
-        print(f"{alt:<14}{tokens / statistics.median(ts):>10,.0f}{statistics.median(ratios):>17.3f}x"
-              f"{f'{ratios[q]:.3f}-{ratios[-q - 1]:.3f}':>16}")
+        median, low, high = round_ratios(ts, times[plain])
+        print(f"{alt:<14}{tokens / statistics.median(ts):>10,.0f}{median:>17.3f}x{f'{low:.3f}-{high:.3f}':>16}")
 
 
 if __name__ == "__main__":

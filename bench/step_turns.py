@@ -28,7 +28,7 @@ from collections import Counter
 
 import torch
 from train_throughput import ADAMW, NAMES, SHAPES, WEIGHT_DECAY, build_model, model_config
-from workers import describe_machine, machine
+from workers import describe_machine, machine, round_ratios
 
 from genpt.kernels import select
 from genpt.train.optimizers import param_groups
@@ -81,14 +81,6 @@ def make_step(impl: str, config, args: argparse.Namespace):
         return loss.item()
 
     return step, selector
-
-
-def round_ratios(times: list[float], peer: list[float]) -> tuple[float, float, float]:
-    """Speed over the peer's, round by round (the peer's step time over this one's): the median and the
-    first and third quartiles."""
-    ratios = sorted(b / a for a, b in zip(times, peer, strict=True))
-    q = len(ratios) // 4
-    return statistics.median(ratios), ratios[q], ratios[-q - 1]
 
 
 def main(argv: list[str] | None = None) -> None:

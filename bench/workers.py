@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: each implementation in its own subprocess, and the machine it ran on.
+"""What the benchmark scripts share: each implementation in its own subprocess, the machine it ran on, and
+ratios of steps timed in turns.
 
 Every result is printed with the CPU's name, its product-relevant flags, the measured matrix-product
 ceilings (float32 by MKL and by oneDNN, bfloat16) and the load average: which kernel wins, and by how
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -57,3 +59,11 @@ def src_path_env() -> dict[str, str]:
     """The environment with the checkout's src/ first on PYTHONPATH, for workers in another interpreter."""
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+
+
+def round_ratios(times: list[float], peer: list[float]) -> tuple[float, float, float]:
+    """Speed over the peer's, round by round (the peer's step time over this one's): the median and the
+    first and third quartiles."""
+    ratios = sorted(b / a for a, b in zip(times, peer, strict=True))
+    q = len(ratios) // 4
+    return statistics.median(ratios), ratios[q], ratios[-q - 1]
