@@ -27,7 +27,7 @@ from train_throughput import SHAPES
 from workers import describe_machine, machine
 
 from genpt.config import ATTENTION_KERNELS, COMPILE_MODES, TRAIN_KERNELS, ModelConfig, TrainConfig
-from genpt.kernels import preferred_attention_kernels
+from genpt.kernels import preferred_attention_kernels, select
 from genpt.kernels.backends import apply_backends
 from genpt.model import GPT
 from genpt.train.optimizers import make_optimizer
@@ -72,10 +72,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--attention-kernel", default="torch", choices=ATTENTION_KERNELS,
                    help="SDPA's first choice (train.attention_kernel)")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5, help="profiled steps of each implementation per round")
+    p.add_argument("--rounds", type=int, default=1, help="rounds of --steps, the implementations in turn")
+    p.add_argument("--nanogpt", metavar="PATH", default="",
+                   help="a nanoGPT checkout: profile its model's step too, side by side (CPU)")
     p.add_argument("--top", type=int, default=20, help="how many kernels to list by name")
     p.add_argument("--save", metavar="PATH", help="also write the table as JSON")
     return p.parse_args(argv)
+
+
+MATMUL = KINDS[2][0]
+
+
+def genpt_step(args: argparse.Namespace, config: ModelConfig, device: torch.device):
+    """genpt's training step as this script's settings ask, and the backends applied."""
+    torch.manual_seed(0)
+    model = GPT(config).to(device).train()
+    applied = apply_backends(model, args.kernels, args.float8, device)
+    optimizer = make_optimizer(model, TrainConfig(optimizer=args.optimizer), device)
+    forward = torch.compile(model, mode=args.compile_mode) if args.compile else model
+    ids = torch.randint(0, config.vocab_size, (args.batch, config.n_ctx), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+    kernels = select.selector()  # reinstalled at each step: nanoGPT's step (step_turns.make_step) clears it
+
+    def step() -> None:
+        select.use(kernels)
+        with autocast:
+            loss = forward(ids, labels=ids, return_logits=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step, applied
+
+
+def nanogpt_step(args: argparse.Namespace, config: ModelConfig):
+    """nanoGPT's step as bench/step_turns.py times it (its model from the checkout, fused AdamW)."""
+    from step_turns import make_step
+
+    return make_step("nanogpt", config, args)[0]
+
+
+def by_kernel(prof, steps: int, on_device: bool) -> dict[str, float]:
+    """Microseconds per step by kernel name: on the GPU the kernels' own time; on the CPU the operators'
+    self time (no double counting)."""
+    by_name: dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        us = event.self_device_time_total if on_device else event.self_cpu_time_total
+        if (us > 0 and not ANNOTATION.search(event.key)
+                and (not on_device or event.device_type == torch.autograd.DeviceType.CUDA)):
+            by_name[event.key] += us / steps
+    return by_name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,24 +132,16 @@ def main(argv: list[str] | None = None) -> None:
                          embd_pdrop=args.dropout, attn_pdrop=args.dropout, resid_pdrop=args.dropout,
                          pad_vocab_multiple=args.pad_vocab)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = GPT(config).to(device).train()
-    applied = apply_backends(model, args.kernels, args.float8, device)
-    optimizer = make_optimizer(model, TrainConfig(optimizer=args.optimizer), device)
-    forward = torch.compile(model, mode=args.compile_mode) if args.compile else model
-    ids = torch.randint(0, vocab, (args.batch, n_ctx), device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
-
-    def step() -> None:
-        with autocast:
-            loss = forward(ids, labels=ids, return_logits=False).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    host = machine()  # before the steps: its product ceilings are measured on quiet cores
+    if args.nanogpt and device.type != "cpu":
+        sys.exit("--nanogpt: the side-by-side profile runs on the CPU (bench/step_turns.py's nanoGPT step)")
+    step, applied = genpt_step(args, config, device)
+    steps = {"genpt": step}
+    if args.nanogpt:
+        steps["nanogpt"] = nanogpt_step(args, config)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
-    def timed_step() -> float:
+    def timed(step) -> float:
         sync()
         start = time.perf_counter()
         step()
@@ -112,46 +151,64 @@ def main(argv: list[str] | None = None) -> None:
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
+    on_device = device.type == "cuda"
+    wall: dict[str, list[float]] = {impl: [] for impl in steps}
+    by_name: dict[str, dict[str, float]] = {impl: defaultdict(float) for impl in steps}
     # For the whole run: under torch.compile the attention kernel is chosen when the graph is traced.
     with preferred_attention_kernels(args.attention_kernel):
         for _ in range(args.warmup):
-            step()
-        wall_ms = 1000 * statistics.median(timed_step() for _ in range(args.steps))  # ends synchronised
-        with torch.profiler.profile(activities=activities) as prof:
-            for _ in range(args.steps):
+            for step in steps.values():
                 step()
-            sync()
-
-    on_device = device.type == "cuda"
-    by_name: dict[str, float] = defaultdict(float)
-    for event in prof.key_averages():
-        # On the GPU the kernels' own time; on the CPU the operators' self time (no double counting).
-        us = event.self_device_time_total if on_device else event.self_cpu_time_total
-        if (us > 0 and not ANNOTATION.search(event.key)
-                and (not on_device or event.device_type == torch.autograd.DeviceType.CUDA)):
-            by_name[event.key] += us / args.steps
-    total = sum(by_name.values())
-    by_kind: dict[str, float] = defaultdict(float)
-    for name, us in by_name.items():
-        by_kind[kind(name)] += us
+        # In rounds, each implementation in turn, so that the host's drift lands on all of them alike.
+        for _ in range(args.rounds):
+            for impl, step in steps.items():
+                wall[impl] += [timed(step) for _ in range(args.steps)]  # ends synchronised
+                with torch.profiler.profile(activities=activities) as prof:
+                    for _ in range(args.steps):
+                        step()
+                    sync()
+                for name, us in by_kernel(prof, args.steps * args.rounds, on_device).items():
+                    by_name[impl][name] += us
+    wall_ms = {impl: 1000 * statistics.median(t) for impl, t in wall.items()}
+    total = {impl: sum(names.values()) for impl, names in by_name.items()}
+    by_kind: dict[str, dict[str, float]] = {}
+    for impl, names in by_name.items():
+        by_kind[impl] = defaultdict(float)
+        for name, us in names.items():
+            by_kind[impl][kind(name)] += us
     unit = "device" if on_device else "CPU self"
     print(f"{args.shape} shape, batch {args.batch} x {n_ctx}, {args.dtype}, {args.device}"
           f"{f', compiled ({args.compile_mode})' if args.compile else ''}"
           f"{', ' + ', '.join(applied) if applied else ''}, dropout {args.dropout:g}, optimizer {args.optimizer}, "
           f"attention kernel {args.attention_kernel}: "
-          f"{total / 1000:.1f} ms of {unit} time per step; {wall_ms:.1f} ms of wall-clock time unprofiled"
-          f" (median of {args.steps})")
-    print(describe_machine(machine()))
-    for label, us in sorted(by_kind.items(), key=lambda kv: -kv[1]):
-        print(f"  {label:<55}{us / 1000:>9.2f} ms {us / total:>6.1%}")
-    print(f"\nslowest {args.top} by name:")
-    for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[: args.top]:
-        print(f"  {us / 1000:>8.2f} ms {us / total:>6.1%}  {name[:110]}")
+          + "; ".join(f"{impl} {total[impl] / 1000:.1f} ms of {unit} time per step, {wall_ms[impl]:.1f} ms of "
+                      f"wall-clock time unprofiled" for impl in steps)
+          + f" (medians of {args.steps} x {args.rounds} steps)")
+    print(describe_machine(host))
+    print(f"  {'kind':<55}" + "".join(f"{impl:>20}" for impl in steps))
+    for label, _ in sorted(by_kind["genpt"].items(), key=lambda kv: -kv[1]):
+        print(f"  {label:<55}" + "".join(
+            f"{by_kind[impl].get(label, 0.0) / 1000:>10.2f} ms {by_kind[impl].get(label, 0.0) / total[impl]:>6.1%}"
+            for impl in steps))
+    bound = None
+    if "nanogpt" in steps:
+        # The most genpt could lead by if all but its products took no time at all: what the rest can buy.
+        bound = wall_ms["nanogpt"] * 1000 / by_kind["genpt"][MATMUL]
+        print(f"genpt {wall_ms['nanogpt'] / wall_ms['genpt']:.2f}x nanoGPT's step here; nanoGPT's step over genpt's "
+              f"products alone: {bound:.2f}x (the lead genpt would have if nothing but its products took time)")
+    print(f"\nslowest {args.top} of genpt's by name:")
+    for name, us in sorted(by_name["genpt"].items(), key=lambda kv: -kv[1])[: args.top]:
+        print(f"  {us / 1000:>8.2f} ms {us / total['genpt']:>6.1%}  {name[:110]}")
     if args.save:
+        def summary(impl: str) -> dict:
+            return {"ms_per_step": total[impl] / 1000, "wall_ms_per_step": wall_ms[impl],
+                    "by_kind_ms": {k: v / 1000 for k, v in by_kind[impl].items()},
+                    "by_name_ms": {k: v / 1000 for k, v in by_name[impl].items()}}
+
         with open(args.save, "w") as f:
-            json.dump({"settings": vars(args), "ms_per_step": total / 1000, "wall_ms_per_step": wall_ms,
-                       "by_kind_ms": {k: v / 1000 for k, v in by_kind.items()},
-                       "by_name_ms": {k: v / 1000 for k, v in by_name.items()}}, f, indent=2)
+            json.dump({"settings": vars(args), "machine": host, **summary("genpt"),
+                       "peers": {impl: summary(impl) for impl in steps if impl != "genpt"},
+                       "nanogpt_step_over_genpt_products": bound}, f, indent=2)
 
 
 if __name__ == "__main__":

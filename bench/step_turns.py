@@ -1,15 +1,17 @@
-"""Training steps of genpt, nanoGPT and Hugging Face timed in turns in one process: ratios that hold on a busy CPU.
+"""Training steps of genpt, nanoGPT and Hugging Face timed in turns: ratios that hold on a busy CPU.
 
 train_throughput.py runs each implementation in its own process, one after the other: right on a quiet
-machine, but on shared cores a busy spell lands on one implementation and not the next. Here each
-round runs one step of every variant, starting each round with the next one in turn (so that none
-always runs first, after the others have warmed or cooled the caches), drift hits all alike, and the
-medians over rounds are compared, each ratio with the middle half of the rounds' ratios: where that
-range holds 1.0, the difference is inside the machine's drift. The step is train_throughput's
-(forward with the LM loss, backward, the same fused AdamW).
-genpt runs three ways: with its kernels chosen by measurement on this CPU (genpt.kernels.select; the
-default), in the registry's fixed order (GENPT_KERNELS=first: the fast paths as written, measured on
-another CPU), and with every plain twin (GENPT_KERNELS=plain).
+machine, but on shared cores a busy spell lands on one implementation and not the next. Here every
+variant has its own process too (its own allocator, kernel choices and threads, as a user runs it), but
+they step in lockstep: each round runs one step of every variant, starting each round with the next one
+in turn (so that none always runs first, after the others have warmed or cooled the caches), drift hits
+all alike, and the medians over rounds are compared, each ratio with the middle half of the rounds'
+ratios: where that range holds 1.0, the difference is inside the machine's drift. The step is
+train_throughput's (forward with the LM loss, backward, the same fused AdamW).
+genpt runs as it trains (freed host memory kept in the process: genpt.train.host_memory) in several ways:
+with its kernels chosen by measurement on this CPU (genpt.kernels.select; the default), in the
+registry's fixed order (GENPT_KERNELS=first: the fast paths as written, measured on another CPU), with
+every plain twin (GENPT_KERNELS=plain), and with malloc left as it is (train.host_memory=system).
 
     python bench/step_turns.py --nanogpt .cache/nanogpt --shape small --dropout 0.1 --dtype float32
     python bench/step_turns.py --nanogpt .cache/nanogpt --shape gpt1 --batch 1 --dtype bfloat16 --rounds 6
@@ -22,21 +24,23 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
 
 import torch
 from train_throughput import ADAMW, NAMES, SHAPES, WEIGHT_DECAY, build_model, model_config
-from workers import describe_machine, machine, round_ratios
+from workers import describe_machine, machine, round_ratios, src_path_env
 
 from genpt.kernels import select
 from genpt.train.optimizers import param_groups
 
-GENPT_MODES = {"genpt": "measure", "genpt-first": "first", "genpt-plain": "plain"}
+GENPT_MODES = {"genpt": "measure", "genpt-first": "first", "genpt-plain": "plain", "genpt-system-memory": "measure"}
 COMPILED = ("genpt-compile", "nanogpt-compile")  # torch.compile of the model (Inductor; the fast paths step aside)
 LABELS = {**NAMES, "genpt": "genpt (measured)", "genpt-first": "genpt (fixed order)",
-          "genpt-plain": "genpt (plain twins)", "genpt-compile": "genpt torch.compile",
+          "genpt-plain": "genpt (plain twins)", "genpt-system-memory": "genpt (malloc as is)",
+          "genpt-compile": "genpt torch.compile",
           "nanogpt-compile": "nanoGPT torch.compile"}
 
 
@@ -54,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--impls", default="genpt,genpt-first,nanogpt,hf",
                    help=f"comma-separated, of {', '.join(LABELS)} (nanogpt needs --nanogpt)")
     p.add_argument("--save", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument("--worker", metavar="IMPL", help=argparse.SUPPRESS)  # one variant's process (see Worker)
     args = p.parse_args(argv)
     args.vocab, args.pad_vocab = 0, 1  # what train_throughput.model_config reads
     args.batch = args.batch or SHAPES[args.shape][5]
@@ -83,32 +88,90 @@ def make_step(impl: str, config, args: argparse.Namespace):
     return step, selector
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+REPLY = "step_turns: "  # the prefix of a worker's answers; anything else it prints (nanoGPT does) is passed on
+
+
+def serve(args: argparse.Namespace) -> None:
+    """A worker: build one variant's step, then answer each "step" with its seconds, and "stop" with the
+    kernels genpt chose, as JSON."""
+    impl = args.worker
     torch.set_num_threads(args.threads)
+    base = impl.removesuffix("-compile")
+    if base in GENPT_MODES and impl != "genpt-system-memory":
+        from genpt.train import host_memory
+
+        host_memory.keep_freed_memory()  # as genpt's training loop does on the CPU (train.host_memory=keep)
+    step, selector = make_step(impl, model_config(args), args)
+    print(REPLY + "ready", flush=True)
+    for command in sys.stdin:
+        if command.strip() == "step":
+            start = time.perf_counter()
+            step()
+            print(REPLY + str(time.perf_counter() - start), flush=True)
+        else:
+            used = selector.used if selector else {}
+            chosen = Counter(f"{key.partition('|')[0]}={c.chosen}" for key, c in used.items())
+            print(REPLY + json.dumps(dict(chosen)), flush=True)
+            return
+
+
+class Worker:
+    """One variant in its own process (this script with --worker), stepping when asked."""
+
+    def __init__(self, impl: str, argv: list[str]):
+        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv, "--worker", impl],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env=src_path_env())
+        self.impl = impl
+        self.answer()  # "ready": built (and, for genpt, imported) before the first timed round
+
+    def answer(self) -> str:
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return line[len(REPLY):].strip()
+            print(f"  [{self.impl}] {line.rstrip()}", file=sys.stderr)
+        sys.exit(f"{self.impl} worker stopped (exit {self.process.wait()}); its errors are above")
+
+    def ask(self, command: str) -> str:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.answer()
+
+    def step(self) -> float:
+        return float(self.ask("step"))
+
+    def stop(self) -> dict[str, int]:
+        chosen = json.loads(self.ask("stop"))
+        self.process.wait()
+        return chosen
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.worker:
+        return serve(args)
     impls = [i for i in args.impls.split(",") if i and (not i.startswith("nanogpt") or args.nanogpt)]
     config = model_config(args)
     host = machine(args.threads)
-    made = {impl: make_step(impl, config, args) for impl in impls}
-    steps = {impl: step for impl, (step, _) in made.items()}
+    workers = {impl: Worker(impl, argv) for impl in impls}
     times: dict[str, list[float]] = {impl: [] for impl in impls}
     tokens = args.batch * config.n_ctx
     load = [os.getloadavg()[0]]
     for r in range(args.warmup + args.rounds):
         for impl in impls[r % len(impls):] + impls[:r % len(impls)]:
-            start = time.perf_counter()
-            steps[impl]()
+            elapsed = workers[impl].step()
             if r >= args.warmup:
-                times[impl].append(time.perf_counter() - start)
+                times[impl].append(elapsed)
         print(f"  round {r + 1}/{args.warmup + args.rounds}: " + ", ".join(
             f"{impl} {tokens / t[-1]:,.0f} tok/s" for impl, t in times.items() if t), file=sys.stderr, flush=True)
     load.append(os.getloadavg()[0])
+    chosen_by = {impl: worker.stop() for impl, worker in workers.items()}
     tps = {impl: tokens / statistics.median(t) for impl, t in times.items()}
     # Each round's ratio, then their median and middle half: drift between rounds cancels out.
     paired = {(impl, peer): round_ratios(times[impl], times[peer])
               for impl in impls for peer in ("nanogpt", "hf") if peer in times}
-    used = made["genpt"][1].used if "genpt" in made else {}
-    chosen = sorted(Counter(f"{key.partition('|')[0]}={c.chosen}" for key, c in used.items()).items())
+    chosen = sorted(chosen_by.get("genpt", {}).items())
     print(describe_machine(host))
     print(f"shape {args.shape} ({config.n_layer} x {config.n_embd}, context {config.n_ctx}, vocab {config.vocab_size}),"
           f" batch {args.batch}, {args.dtype}, dropout {args.dropout:g}, {args.threads} threads; median of "

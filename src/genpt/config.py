@@ -20,6 +20,7 @@ from genpt.errors import GenptError
 ATTENTION_KERNELS = ("torch", "cudnn", "flash", "efficient", "math")
 DTYPES = ("float32", "bfloat16")
 STRATEGIES = ("ddp", "fsdp")  # under torchrun: replicate the model, or shard it
+HOST_MEMORY = ("keep", "system")  # train.host_memory: genpt.train.host_memory
 OPTIMIZERS = ("adamw", "muon")
 LR_SCHEDULES = ("cosine", "linear", "constant")
 # train.kernels: whose fused kernels train the model (genpt/kernels/backends.py); train.compile_mode: torch.compile's.
@@ -111,6 +112,7 @@ class StepSettings:
     strategy: str = "ddp"  # under torchrun: ddp (replicate) | fsdp (shard parameters, gradients, optimizer)
     activation_checkpointing: bool = False  # recompute each block in the backward pass to save memory
     collective_timeout: float = 600.0  # seconds a rank waits for the others before the job stops
+    host_memory: str = "keep"  # keep (freed blocks stay in a CPU training process: no page faults each step) | system
 
     def _validate_step(self, prefix: str, batch_size: int, dtypes: tuple[str, ...] = DTYPES) -> None:
         if batch_size % (self.micro_batch_size or batch_size):
@@ -122,6 +124,8 @@ class StepSettings:
             raise GenptError(f"{prefix}dtype must be {' or '.join(dtypes)}, got {self.dtype!r}")
         if self.strategy not in STRATEGIES:
             raise GenptError(f"{prefix}strategy must be ddp or fsdp, got {self.strategy!r}")
+        if self.host_memory not in HOST_MEMORY:
+            raise GenptError(f"{prefix}host_memory must be {' or '.join(HOST_MEMORY)}, got {self.host_memory!r}")
         if self.collective_timeout <= 0:
             raise GenptError(f"{prefix}collective_timeout must be positive (seconds), got {self.collective_timeout}")
 

@@ -33,7 +33,7 @@ from genpt.config import TrainConfig
 from genpt.errors import GenptError, Interrupted
 from genpt.kernels import preferred_attention_kernels
 from genpt.kernels.backends import apply_backends
-from genpt.train import distributed
+from genpt.train import distributed, host_memory
 from genpt.train.metrics_log import MetricsLog
 from genpt.train.optimizers import make_optimizer, set_learning_rate
 from genpt.train.schedule import Budget, learning_rate
@@ -231,6 +231,7 @@ def _train(
                  env.world_size, cfg.strategy, cfg.batch_size, micro, accum, env.world_size)
     found, run = _resume(model, run_dir, env, resume)
     model.to(device)
+    host_memory.apply(cfg.host_memory, device.type)
     apply_backends(model, cfg.kernels, cfg.float8, device)  # fused kernels, float8: before wrapping and compiling
     if cfg.activation_checkpointing:
         distributed.checkpoint_blocks(model)

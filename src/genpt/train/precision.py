@@ -21,6 +21,7 @@ import torch
 from genpt.architectures import build_model
 from genpt.config import ModelConfig, TrainConfig
 from genpt.kernels import select
+from genpt.train import host_memory
 from genpt.train.loop import autocast_for
 from genpt.train.optimizers import make_optimizer
 
@@ -83,6 +84,7 @@ def pick_faster(step_seconds: Callable[[str], float], seconds: float, *, min_rou
 def train_step_timer(model_config: ModelConfig, cfg: TrainConfig, device: torch.device) -> Callable[[str], float]:
     """Seconds of one training step of this model (of `model_config.arch`: an LSTM's step is not a
     Transformer's) with `cfg`'s optimizer and micro-batch, in the dtype given."""
+    host_memory.apply(cfg.host_memory, device.type)  # timed as the run will train
     torch.manual_seed(0)
     model = build_model(model_config).to(device).train()
     optimizer = make_optimizer(model, cfg, device)
