@@ -26,10 +26,11 @@ import torch
 from train_throughput import SHAPES
 from workers import describe_machine, machine
 
-from genpt.config import ATTENTION_KERNELS, COMPILE_MODES, TRAIN_KERNELS, ModelConfig, TrainConfig
+from genpt.config import ATTENTION_KERNELS, COMPILE_MODES, HOST_MEMORY, TRAIN_KERNELS, ModelConfig, TrainConfig
 from genpt.kernels import preferred_attention_kernels, select
 from genpt.kernels.backends import apply_backends
 from genpt.model import GPT
+from genpt.train import host_memory
 from genpt.train.optimizers import make_optimizer
 
 # The first pattern found in a kernel's (lower-cased) name decides its kind. Inductor names a fused
@@ -76,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1, help="rounds of --steps, the implementations in turn")
     p.add_argument("--nanogpt", metavar="PATH", default="",
                    help="a nanoGPT checkout: profile its model's step too, side by side (CPU)")
+    p.add_argument("--host-memory", choices=HOST_MEMORY, default="keep",
+                   help="train.host_memory, for the whole process (nanoGPT's step beside genpt's too)")
     p.add_argument("--top", type=int, default=20, help="how many kernels to list by name")
     p.add_argument("--save", metavar="PATH", help="also write the table as JSON")
     return p.parse_args(argv)
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
                          pad_vocab_multiple=args.pad_vocab)
     device = torch.device(args.device)
     host = machine()  # before the steps: its product ceilings are measured on quiet cores
+    host_memory.apply(args.host_memory, device.type)  # as genpt's training loop does
     if args.nanogpt and device.type != "cpu":
         sys.exit("--nanogpt: the side-by-side profile runs on the CPU (bench/step_turns.py's nanoGPT step)")
     step, applied = genpt_step(args, config, device)
@@ -180,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.shape} shape, batch {args.batch} x {n_ctx}, {args.dtype}, {args.device}"
           f"{f', compiled ({args.compile_mode})' if args.compile else ''}"
           f"{', ' + ', '.join(applied) if applied else ''}, dropout {args.dropout:g}, optimizer {args.optimizer}, "
+          f"host memory {args.host_memory}, "
           f"attention kernel {args.attention_kernel}: "
           + "; ".join(f"{impl} {total[impl] / 1000:.1f} ms of {unit} time per step, {wall_ms[impl]:.1f} ms of "
                       f"wall-clock time unprofiled" for impl in steps)

@@ -11,7 +11,8 @@ train_throughput's (forward with the LM loss, backward, the same fused AdamW).
 genpt runs as it trains (freed host memory kept in the process: genpt.train.host_memory) in several ways:
 with its kernels chosen by measurement on this CPU (genpt.kernels.select; the default), in the
 registry's fixed order (GENPT_KERNELS=first: the fast paths as written, measured on another CPU), with
-every plain twin (GENPT_KERNELS=plain), and with malloc left as it is (train.host_memory=system).
+every plain twin (GENPT_KERNELS=plain), and with malloc left as it is (train.host_memory=system);
+nanogpt-kept-memory is nanoGPT given the allocator setting genpt's training makes.
 
     python bench/step_turns.py --nanogpt .cache/nanogpt --shape small --dropout 0.1 --dtype float32
     python bench/step_turns.py --nanogpt .cache/nanogpt --shape gpt1 --batch 1 --dtype bfloat16 --rounds 6
@@ -38,10 +39,13 @@ from genpt.train.optimizers import param_groups
 
 GENPT_MODES = {"genpt": "measure", "genpt-first": "first", "genpt-plain": "plain", "genpt-system-memory": "measure"}
 COMPILED = ("genpt-compile", "nanogpt-compile")  # torch.compile of the model (Inductor; the fast paths step aside)
+# nanoGPT given the allocator setting genpt's training makes: what is left of genpt's lead without it.
+KEPT_MEMORY_PEER = "nanogpt-kept-memory"
+PEERS = ("nanogpt", KEPT_MEMORY_PEER, "hf")  # the columns each variant is compared with, where they ran
 LABELS = {**NAMES, "genpt": "genpt (measured)", "genpt-first": "genpt (fixed order)",
           "genpt-plain": "genpt (plain twins)", "genpt-system-memory": "genpt (malloc as is)",
           "genpt-compile": "genpt torch.compile",
-          "nanogpt-compile": "nanoGPT torch.compile"}
+          "nanogpt-compile": "nanoGPT torch.compile", KEPT_MEMORY_PEER: "nanoGPT (memory kept)"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_step(impl: str, config, args: argparse.Namespace):
     """One training step of `impl`, as a closure that installs its kernel selection first, and the selection."""
     torch.manual_seed(0)
-    base = impl.removesuffix("-compile")
+    base = impl.removesuffix("-compile").removesuffix("-kept-memory")
     model = build_model("genpt" if base in GENPT_MODES else base, config, args.nanogpt).train()
     optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW, fused=True)
     ids = torch.randint(0, config.vocab_size, (args.batch, config.n_ctx))
@@ -97,7 +101,7 @@ def serve(args: argparse.Namespace) -> None:
     impl = args.worker
     torch.set_num_threads(args.threads)
     base = impl.removesuffix("-compile")
-    if base in GENPT_MODES and impl != "genpt-system-memory":
+    if (base in GENPT_MODES and impl != "genpt-system-memory") or impl == KEPT_MEMORY_PEER:
         from genpt.train import host_memory
 
         host_memory.keep_freed_memory()  # as genpt's training loop does on the CPU (train.host_memory=keep)
@@ -170,14 +174,14 @@ def main(argv: list[str] | None = None) -> None:
     tps = {impl: tokens / statistics.median(t) for impl, t in times.items()}
     # Each round's ratio, then their median and middle half: drift between rounds cancels out.
     paired = {(impl, peer): round_ratios(times[impl], times[peer])
-              for impl in impls for peer in ("nanogpt", "hf") if peer in times}
+              for impl in impls for peer in PEERS if peer in times}
     chosen = sorted(chosen_by.get("genpt", {}).items())
     print(describe_machine(host))
     print(f"shape {args.shape} ({config.n_layer} x {config.n_embd}, context {config.n_ctx}, vocab {config.vocab_size}),"
           f" batch {args.batch}, {args.dtype}, dropout {args.dropout:g}, {args.threads} threads; median of "
           f"{args.rounds} rounds in turns after {args.warmup}; load {load[0]:.1f} before, {load[1]:.1f} after")
-    peers = [p for p in ("nanogpt", "hf") if p in tps]
-    print(f"{'variant':<24}{'tokens/s':>10}{'min-max':>16}" + "".join(f"{'vs ' + p:>12}{'':13}" for p in peers)
+    peers = [p for p in PEERS if p in tps]
+    print(f"{'variant':<24}{'tokens/s':>10}{'min-max':>16}" + "".join(f"{'vs ' + p:>12}".ljust(25) for p in peers)
           + "  (ratios: median of each round's, middle half)")
     for impl, t in times.items():
         spread = f"{tokens / max(t):,.0f}-{tokens / min(t):,.0f}"

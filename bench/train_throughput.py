@@ -3,7 +3,8 @@
 One training step is forward (LM loss on `labels=ids`), backward and a fused AdamW step (the same
 optimizer for every implementation), dropout on where the implementation has it (litgpt has none).
 Each implementation runs in its own subprocess, one after the other (never concurrently), so
-none inherits another's allocator or thread-pool state. A run times `--warmup` unmeasured steps,
+none inherits another's allocator or thread-pool state; genpt's keeps freed host memory, as genpt's
+training does on the CPU (genpt.train.host_memory). A run times `--warmup` unmeasured steps,
 then `--steps` measured ones, and keeps the median step time; with `--repeats N` each
 implementation runs N times (alternating) and the median of the run medians is reported.
 Achieved GFLOP/s is `count_flops_per_token(config)` x tokens/s for all, so it compares work done
@@ -209,6 +210,10 @@ def worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     device = torch.device(args.device)
     config = model_config(args)
+    if args.worker == "genpt":
+        from genpt.train import host_memory
+
+        host_memory.apply("keep", device.type)  # as genpt's training loop does (train.host_memory=keep)
     model = build_model(args.worker, config, args.nanogpt).to(device).train()
     applied = apply_backends(model, args.kernels, args.float8, device) if args.worker == "genpt" else []
     optimizer = torch.optim.AdamW(param_groups(model, WEIGHT_DECAY), **ADAMW, fused=True)

@@ -18,3 +18,4 @@ def test_doctor_names_the_cpu_and_the_choice_of_every_fast_path_met(capsys, tmp_
     assert re.search(r"^  linear +plain +forced by GENPT_KERNELS", out, re.M)
     assert "attention" in out and "dropout" in out  # dropout 0.1 by default: both have CPU fast paths
     assert "precision for training (train.dtype=auto): " in out and "ms" in out  # which wins depends on the CPU
+    assert re.search(r"^host memory.*(faulted [\d,]+ pages|already kept)", out, re.M)

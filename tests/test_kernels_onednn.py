@@ -31,6 +31,16 @@ def test_linear_matches_f_linear_values_and_gradients(shape, bias):
         torch.testing.assert_close(g.double(), r.grad, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("linear", [onednn.onednn_linear, onednn.onednn_linear_direct])
+def test_both_orientations_of_the_weight_gradient_give_f_linears_contiguous(linear):
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 64, requires_grad=True)
+    w = torch.randn(256, 64, requires_grad=True)  # more outputs than inputs: where the two differ
+    linear(x, w).backward(torch.ones(2, 9, 256))
+    assert onednn.direct_applies(x, w) and w.grad.is_contiguous()
+    torch.testing.assert_close(w.grad, torch.ones(18, 256).t() @ x.detach().reshape(18, 64), rtol=1e-5, atol=1e-5)
+
+
 def test_falls_back_to_f_linear_under_autocast_and_for_other_dtypes():
     x, w = torch.randn(4, 8), torch.randn(6, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -16,7 +16,7 @@ import torch
 from genpt.config import ModelConfig, TrainConfig
 from genpt.kernels import measure, select
 from genpt.model import GPT
-from genpt.train import precision
+from genpt.train import host_memory, precision
 
 DTYPES = ("float32", "bfloat16")
 DTYPE_SECONDS = 5.0  # of timed training steps, bf16 against float32 (a run's auto choice times 20)
@@ -31,6 +31,7 @@ class Diagnosis:
     cache_file: str
     kernels: dict[str, dict[str, select.Choice]]  # dtype -> "path|signature" -> choice
     dtype: select.Choice  # bf16 autocast or float32, from the model's training step
+    page_faults: dict[str, int]  # of a float32 training step: "system" (malloc as is), "keep" (freed blocks kept)
 
 
 def diagnose(model: ModelConfig, batch: int, remeasure: bool = False) -> Diagnosis:
@@ -47,11 +48,25 @@ def diagnose(model: ModelConfig, batch: int, remeasure: bool = False) -> Diagnos
             loss = net(ids, labels=ids, return_logits=False).loss
         loss.backward()
         kernels[dtype] = dict(sel.used)
+    faults = page_faults(model, batch)
     times = precision.step_times(precision.train_step_timer(model, TrainConfig(batch_size=batch), torch.device("cpu")),
                                  DTYPE_SECONDS)
     setting = ",".join([sel.mode, *(f"{k}={v}" for k, v in sel.forced.items())])
     return Diagnosis(measure.cpu_identity(), torch.get_num_threads(), measure.product_ceilings(), setting,
-                     str(sel.cache.file), kernels, select.Choice(precision.faster(times), times))
+                     str(sel.cache.file), kernels, select.Choice(precision.faster(times), times), faults)
+
+
+def page_faults(model: ModelConfig, batch: int) -> dict[str, int]:
+    """Page faults of a float32 training step with malloc as it is, then with freed blocks kept (which stays
+    so for the rest of this process, as in a training run); "system" alone where malloc cannot keep them,
+    and nothing to compare where this process already keeps them."""
+    if host_memory.kept():
+        return {}
+    step = precision.train_step_timer(model, TrainConfig(batch_size=batch, host_memory="system"), torch.device("cpu"))
+    faults = {"system": host_memory.faults_of(lambda: step("float32"))}
+    if host_memory.keep_freed_memory():
+        faults["keep"] = host_memory.faults_of(lambda: step("float32"), repeats=3)
+    return faults
 
 
 def format_diagnosis(d: Diagnosis) -> str:
@@ -71,7 +86,21 @@ def format_diagnosis(d: Diagnosis) -> str:
     times = ", ".join(f"{name} {s * 1e3:.1f} ms" for name, s in d.dtype.seconds.items())
     lines.append(f"\nprecision for training (train.dtype=auto): {d.dtype.chosen} ({times or d.dtype.reason}: a "
                  f"training step of the model, medians; bf16 only when {precision.MARGIN:g}x faster)")
+    lines.append(host_memory_line(d.page_faults))
     return "\n".join(lines)
+
+
+def host_memory_line(faults: dict[str, int]) -> str:
+    def pages(n: int) -> str:
+        return f"{n:,} pages ({n * 4096 / 2**20:,.0f} MiB)"
+
+    if not faults:
+        return "host memory (train.host_memory=keep): freed blocks already kept in this process; nothing to compare"
+    if "keep" not in faults:
+        return (f"host memory: a float32 training step faulted {pages(faults['system'])}; this C library has no "
+                "mallopt, so freed blocks go back to the system (train.host_memory=keep does nothing here)")
+    return (f"host memory (train.host_memory=keep): a float32 training step faulted {pages(faults['system'])} with "
+            f"malloc as it is, {pages(faults['keep'])} with freed blocks kept in the process")
 
 
 __all__ = ["Diagnosis", "diagnose", "format_diagnosis"]

@@ -30,6 +30,7 @@ from genpt.kernels.sdpa_priority import preferred_attention_kernels
 _linear = FastPath(
     "linear",
     Alternative("onednn", onednn.applies, onednn.onednn_linear),
+    Alternative("onednn_direct", onednn.direct_applies, onednn.onednn_linear_direct),
     Alternative("plain", lambda *args, **kwargs: True, F.linear),
 )
 _drop = FastPath(

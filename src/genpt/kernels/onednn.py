@@ -40,9 +40,11 @@ def _(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> tor
 
 class _OneDnnLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                transposed_grad: bool) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
+        ctx.transposed_grad = transposed_grad
         return product(x, weight, bias)
 
     @staticmethod
@@ -56,14 +58,16 @@ class _OneDnnLinear(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             rows = x.reshape(-1, x.size(-1))
             # grad_w = grad.T @ x. With more outputs than inputs (the LM head, the MLP's first layer)
-            # oneDNN is faster on (x.T @ grad).T: it copies the narrower operand into its layout.
-            if weight.size(0) >= weight.size(1):
+            # oneDNN can be faster on (x.T @ grad).T (it copies the narrower operand into its layout), but
+            # the transpose then costs a copy, single-threaded (8.7 ms for the 8192 x 384 head): which is
+            # faster depends on the rows, so both are alternatives (`onednn`, `onednn_direct`), measured.
+            if ctx.transposed_grad and weight.size(0) >= weight.size(1):
                 grad_w = product(rows.t(), flat.t()).t().contiguous()
             else:
                 grad_w = product(flat.t(), rows.t())
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = flat.sum(0)
-        return grad_x, grad_w, grad_b
+        return grad_x, grad_w, grad_b, None
 
 
 def applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
@@ -77,9 +81,20 @@ def applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
     )
 
 
+def direct_applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Where `onednn_linear_direct` differs from `onednn_linear`: at least as many outputs as inputs."""
+    return applies(x, weight, bias) and weight.size(0) >= weight.size(1)
+
+
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`F.linear(x, weight, bias)` with all three products through oneDNN (where `applies`)."""
-    return _OneDnnLinear.apply(x, weight, bias)
+    """`F.linear(x, weight, bias)` with all three products through oneDNN (where `applies`); the weight
+    gradient of a layer with more outputs than inputs as (x.T @ grad).T."""
+    return _OneDnnLinear.apply(x, weight, bias, True)
 
 
-__all__ = ["applies", "available", "onednn_linear", "product"]
+def onednn_linear_direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`onednn_linear` with every weight gradient as grad.T @ x: no transpose to copy."""
+    return _OneDnnLinear.apply(x, weight, bias, False)
+
+
+__all__ = ["applies", "available", "direct_applies", "onednn_linear", "onednn_linear_direct", "product"]

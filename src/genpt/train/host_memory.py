@@ -18,6 +18,7 @@ import ctypes
 import ctypes.util
 import logging
 import resource
+from collections.abc import Callable
 
 log = logging.getLogger("genpt")
 
@@ -33,6 +34,15 @@ _kept = False
 def page_faults() -> int:
     """Minor page faults of this process so far (each a fresh page mapped and zeroed by the kernel)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def faults_of(step: Callable[[], object], repeats: int = 2) -> int:
+    """Page faults of the last of `repeats` calls of `step`: the earlier calls allocate what stays."""
+    for _ in range(repeats - 1):
+        step()
+    before = page_faults()
+    step()
+    return page_faults() - before
 
 
 def _mallopt():
@@ -56,9 +66,14 @@ def keep_freed_memory() -> bool:
     return _kept
 
 
+def kept() -> bool:
+    """Whether this process already keeps freed blocks (keep_freed_memory has succeeded)."""
+    return _kept
+
+
 def apply(setting: str, device_type: str) -> bool:
     """`train.host_memory` for a run on `device_type`: keep freed memory when training on the CPU."""
     return setting == "keep" and device_type == "cpu" and keep_freed_memory()
 
 
-__all__ = ["apply", "keep_freed_memory", "page_faults"]
+__all__ = ["apply", "faults_of", "kept", "keep_freed_memory", "page_faults"]
