@@ -33,12 +33,13 @@ from genpt.model import GPT
 from genpt.train import host_memory
 from genpt.train.optimizers import make_optimizer
 
+MATMUL = "matmul (Muon's iterations too)"
 # The first pattern found in a kernel's (lower-cased) name decides its kind. Inductor names a fused
 # kernel after every operation in it, so the telling ones come before the casts they fuse.
 KINDS = [
     ("loss", re.compile(r"cross_entropy|nll_loss|log_softmax|logsumexp")),
     ("attention", re.compile(r"flash|attention|fmha|sdpa|softmax|bmm|cudnn::fusion")),
-    ("matmul (Muon's iterations too)",
+    (MATMUL,
      re.compile(r"\bmm\b|addmm|gemm|matmul|cutlass|xmma|nvjet|cublas|splitk|linear|mkldnn")),
     ("optimizer", re.compile(r"adam|muon|foreach|multi_tensor")),
     ("float8 scaling (amax, casts)", re.compile(r"abs_max|amax|float8|fp8")),
@@ -82,9 +83,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top", type=int, default=20, help="how many kernels to list by name")
     p.add_argument("--save", metavar="PATH", help="also write the table as JSON")
     return p.parse_args(argv)
-
-
-MATMUL = KINDS[2][0]
 
 
 def genpt_step(args: argparse.Namespace, config: ModelConfig, device: torch.device):

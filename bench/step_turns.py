@@ -42,6 +42,8 @@ COMPILED = ("genpt-compile", "nanogpt-compile")  # torch.compile of the model (I
 # nanoGPT given the allocator setting genpt's training makes: what is left of genpt's lead without it.
 KEPT_MEMORY_PEER = "nanogpt-kept-memory"
 PEERS = ("nanogpt", KEPT_MEMORY_PEER, "hf")  # the columns each variant is compared with, where they ran
+# The variants whose process keeps freed host memory: genpt's as genpt trains, but the one without it.
+KEEPS_MEMORY = {*GENPT_MODES, "genpt-compile", KEPT_MEMORY_PEER} - {"genpt-system-memory"}
 LABELS = {**NAMES, "genpt": "genpt (measured)", "genpt-first": "genpt (fixed order)",
           "genpt-plain": "genpt (plain twins)", "genpt-system-memory": "genpt (malloc as is)",
           "genpt-compile": "genpt torch.compile",
@@ -100,8 +102,7 @@ def serve(args: argparse.Namespace) -> None:
     kernels genpt chose, as JSON."""
     impl = args.worker
     torch.set_num_threads(args.threads)
-    base = impl.removesuffix("-compile")
-    if (base in GENPT_MODES and impl != "genpt-system-memory") or impl == KEPT_MEMORY_PEER:
+    if impl in KEEPS_MEMORY:
         from genpt.train import host_memory
 
         host_memory.keep_freed_memory()  # as genpt's training loop does on the CPU (train.host_memory=keep)

@@ -9,6 +9,7 @@ so a later run starts with its choices made.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -48,21 +49,22 @@ def diagnose(model: ModelConfig, batch: int, remeasure: bool = False) -> Diagnos
             loss = net(ids, labels=ids, return_logits=False).loss
         loss.backward()
         kernels[dtype] = dict(sel.used)
-    faults = page_faults(model, batch)
-    times = precision.step_times(precision.train_step_timer(model, TrainConfig(batch_size=batch), torch.device("cpu")),
-                                 DTYPE_SECONDS)
+    # Built with malloc as it is, so that its first steps can count the faults keeping freed memory saves.
+    step = precision.train_step_timer(model, TrainConfig(batch_size=batch, host_memory="system"), torch.device("cpu"))
+    faults = page_faults(step)
+    times = precision.step_times(step, DTYPE_SECONDS)
     setting = ",".join([sel.mode, *(f"{k}={v}" for k, v in sel.forced.items())])
     return Diagnosis(measure.cpu_identity(), torch.get_num_threads(), measure.product_ceilings(), setting,
                      str(sel.cache.file), kernels, select.Choice(precision.faster(times), times), faults)
 
 
-def page_faults(model: ModelConfig, batch: int) -> dict[str, int]:
-    """Page faults of a float32 training step with malloc as it is, then with freed blocks kept (which stays
-    so for the rest of this process, as in a training run); "system" alone where malloc cannot keep them,
-    and nothing to compare where this process already keeps them."""
+def page_faults(step: Callable[[str], float]) -> dict[str, int]:
+    """Page faults of a float32 training step (`step`, precision.train_step_timer's) with malloc as it is,
+    then with freed blocks kept (which stays so for the rest of this process, as in a training run);
+    "system" alone where malloc cannot keep them, and nothing to compare where this process already keeps
+    them."""
     if host_memory.kept():
         return {}
-    step = precision.train_step_timer(model, TrainConfig(batch_size=batch, host_memory="system"), torch.device("cpu"))
     faults = {"system": host_memory.faults_of(lambda: step("float32"))}
     if host_memory.keep_freed_memory():
         faults["keep"] = host_memory.faults_of(lambda: step("float32"), repeats=3)
