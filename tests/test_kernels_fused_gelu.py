@@ -1,5 +1,6 @@
 """genpt.kernels.fused_gelu: the compiled x * sigmoid(2u) loops compute GPT-1's tanh GELU in bfloat16,
-values and gradients, and the plain kernel serves wherever they cannot (no compiler, other inputs)."""
+and in float32 while training, values and gradients, and the plain kernel serves wherever they cannot (no
+compiler, other inputs)."""
 
 
 import pytest
@@ -54,6 +55,21 @@ def test_bfloat16_matches_pytorchs_kernel_to_its_rounding(registry_order):
 
 
 @needs_compiler
+def test_float32_training_matches_pytorchs_kernel_to_float32_rounding(registry_order):
+    torch.manual_seed(2)
+    x = (torch.randn(4, 33, 384) * 3).requires_grad_()
+    grad = torch.randn(4, 33, 384)
+    ours = kernels.gelu(x)
+    ours.backward(grad)
+    assert "FusedGelu" in type(ours.grad_fn).__name__
+    ref_x = x.detach().clone().requires_grad_()
+    ref = F.gelu(ref_x, approximate="tanh")
+    ref.backward(grad)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=1e-5, atol=1e-5)
+
+
+@needs_compiler
 def test_extreme_inputs_stay_finite_where_the_plain_kernel_does(registry_order):
     x = torch.tensor([-1e4, -50.0, -10.0, 0.0, 10.0, 50.0, 1e4], dtype=torch.bfloat16, requires_grad=True)
     y = kernels.gelu(x)
@@ -74,7 +90,10 @@ def test_falls_back_to_the_plain_gelu_when_compiling_fails(registry_order, broke
 def test_other_inputs_take_the_plain_path(registry_order):
     wide = torch.randn(4, 6, dtype=torch.float64)
     assert not fused_gelu.applies(wide)
-    assert not fused_gelu.applies(torch.randn(4, 6))  # float32: under 2% of a step, not worth a compile
+    assert not fused_gelu.applies(torch.randn(4, 6))  # float32 without gradients: a compile for 2 ms
+    assert fused_gelu.applies(torch.randn(4, 6, requires_grad=True))  # float32 in training
+    with torch.no_grad():
+        assert not fused_gelu.applies(torch.randn(4, 6, requires_grad=True))
     assert not fused_gelu.applies(torch.randn(6, 4).bfloat16().t())  # not contiguous
     assert torch.equal(kernels.gelu(wide), F.gelu(wide, approximate="tanh"))
 
