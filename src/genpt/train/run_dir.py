@@ -37,11 +37,14 @@ def check_run_dir(run_dir: Path, *, resume: bool, settings: str, keys: set[str])
         raise GenptError(f"{run_dir}: no such run folder; --resume continues a run, so start it without --resume")
     if not run_dir.is_dir():
         return
-    theirs = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_FILES and not _leftover(p.name))
-    if (run_dir / settings).exists():
+    # One listing decides: under torchrun rank 0 may be writing the settings file while another rank looks,
+    # and a second look could see it appear between two questions about the folder.
+    names = [p.name for p in run_dir.iterdir()]
+    theirs = sorted(name for name in names if name not in RUN_FILES and not _leftover(name))
+    if settings in names:  # written atomically: complete wherever it is listed
         ours = _is_settings(run_dir / settings, keys)
     else:  # no settings: a run's other files without them are not a run's (the user's own metrics.jsonl)
-        ours = all(p.name == LOCK_FILE or _leftover(p.name) for p in run_dir.iterdir())
+        ours = all(name == LOCK_FILE or _leftover(name) for name in names)
     if theirs or not ours:
         held = ", ".join(theirs[:3]) or settings
         raise GenptError(f"{run_dir}: holds files that are not a genpt run ({held}); choose a new or empty folder")
