@@ -20,7 +20,7 @@ import torch
 LANES = 65536  # values of a 16-bit lane
 
 
-def random_words(count: int) -> np.ndarray:
+def _random_words(count: int) -> np.ndarray:
     """`count` uniform 64-bit words from NumPy's PCG64, seeded by one draw of torch's global CPU generator."""
     seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     return np.random.PCG64(seed).random_raw(count)
@@ -29,7 +29,7 @@ def random_words(count: int) -> np.ndarray:
 def keep_mask(shape: torch.Size, p: float) -> tuple[torch.Tensor, float]:
     """A bool mask, True with probability 1 - p (p rounded to 1/65536), and the scale 1 / (1 - p)."""
     n = shape.numel()
-    words = random_words((n + 3) // 4)
+    words = _random_words((n + 3) // 4)
     lanes = torch.from_numpy(words.view(np.int16)[:n]).view(shape)  # each uniform over [-32768, 32767]
     dropped = round(p * LANES)
     return lanes >= dropped - LANES // 2, LANES / (LANES - dropped)
