@@ -109,6 +109,27 @@ def test_fine_tuned_folder_holds_task_labels_and_tokenizer(pretrained, tmp_path,
     assert loaded.tokenizer.fingerprint == base_tokenizer.fingerprint
 
 
+def test_a_run_without_resume_checkpoints_keeps_best_only_and_is_not_overwritten(pretrained, tmp_path, capsys):
+    train = head(shared_data("glue", "SST-2", "train.tsv"), 32, tmp_path, "train.tsv")
+    out = tmp_path / "ft"
+    args = ["finetune", "--init", str(pretrained), "--task", "sst2", "--train", str(train), "--dev", str(train),
+            "-o", str(out), "--epochs", "2", "--batch-size", "16", "--set", "finetune.resume_checkpoints=false"]
+    assert main(args) == 0, capsys.readouterr().err
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ckpt.latest_checkpoint(out) is None and (out / "best" / "model.safetensors").is_file()
+    kept = (out / "best" / "model.safetensors").read_bytes()
+
+    assert main(args) == 2  # a finished run's best/ is not trained over without --resume
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
+    assert (out / "best" / "model.safetensors").read_bytes() == kept
+
+    assert main([*args, "--resume"]) == 0  # nothing to resume from: it starts over, the same seed the same run
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["best"] == first["best"] and again["best_epoch"] == first["best_epoch"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "val"] == [2, 4]  # the first attempt's rows dropped
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

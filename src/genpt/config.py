@@ -258,6 +258,9 @@ class FinetuneConfig(StepSettings):
     max_len: int = 0  # 0 means the model's context
     seed: int = 42
     eval_batch_size: int = 64
+    # False: only best/ is written, no checkpoint to resume from each epoch. A run of seconds on a GPU restarts
+    # sooner than it saves its optimizer (1.2 GB at GPT-1's size); an interrupted one then starts over.
+    resume_checkpoints: bool = True
 
     def for_model(self, model: ModelConfig) -> FinetuneConfig:
         """These settings with the size-dependent ones not given filled in: GPT-1's for a model of its size,

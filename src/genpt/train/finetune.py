@@ -202,7 +202,7 @@ def _finetune(
         task_run = TrainTask(
             micro_batch=micro_batch, loss=loss, tokens=lambda b: int((b["lm_labels"] != IGNORE_INDEX).sum()),
             evaluate=evaluate, checkpoint_config=checkpoint_config, tokenizer_json=base / "tokenizer.json",
-            best_metric=task.metrics[0] if dev_set else None,
+            best_metric=task.metrics[0] if dev_set else None, resume_checkpoints=cfg.resume_checkpoints,
         )
         result = train(model, loop_cfg, task_run, run_dir, total_steps=total, resume=resume, progress=progress)
     epochs = distributed.broadcast([{k: v for k, v in r.items() if k not in ("step", "split")}

@@ -52,6 +52,9 @@ class TrainTask:
     checkpoint_config: dict[str, Any] = field(default_factory=dict)  # written as each checkpoint's config.json
     tokenizer_json: Path | None = None  # copied into each checkpoint
     best_metric: str | None = None  # keep the checkpoint where this validation metric peaked, in best/
+    # False: no checkpoint by step, time or at the end (best/ alone is kept); one is still saved when a signal
+    # stops the run, so that --resume continues it.
+    resume_checkpoints: bool = True
 
 
 @dataclass
@@ -300,7 +303,7 @@ class _Session:
             # The host waits for the device (and the ranks for each other) only where something is
             # reported, evaluated or saved; in between, steps are queued back to back.
             evaluating = self.task.evaluate is not None and run.step % cfg.eval_interval == 0
-            saving = run.step % cfg.checkpoint_interval == 0
+            saving = self.task.resume_checkpoints and run.step % cfg.checkpoint_interval == 0
             logged = run.step % cfg.log_interval == 0 or budget.done(run.step) or evaluating or saving
             # With a time budget the pace is also read at this session's steps 1, 2, 4, 8, ...: on a slow or
             # busy machine the first log interval may already be more than the budget.
@@ -310,7 +313,8 @@ class _Session:
                 self.sync_budget(elapsed)
             timed_out = False
             stats: dict[str, float] = {}
-            due = cfg.checkpoint_minutes > 0 and time.monotonic() - self.last_save >= cfg.checkpoint_minutes * 60
+            due = (self.task.resume_checkpoints and cfg.checkpoint_minutes > 0
+                   and time.monotonic() - self.last_save >= cfg.checkpoint_minutes * 60)
             stopping = self.alone and self.stop.signum > 0
             saving = saving or (self.alone and due)
             if logged:
@@ -323,7 +327,7 @@ class _Session:
                 self.evaluate()
             if (saving or stopping) and not logged:  # one process, between reports: fold them into the saved state
                 self.fold_window()
-            if saving or timed_out or stopping:
+            if saving or (timed_out and self.task.resume_checkpoints) or stopping:
                 self.save()
             if stopping:
                 signum = self.stop.signum or signal.SIGTERM  # another rank's signal

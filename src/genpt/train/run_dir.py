@@ -48,7 +48,8 @@ def check_run_dir(run_dir: Path, *, resume: bool, settings: str, keys: set[str])
     if theirs or not ours:
         held = ", ".join(theirs[:3]) or settings
         raise GenptError(f"{run_dir}: holds files that are not a genpt run ({held}); choose a new or empty folder")
-    if not resume and ckpt.latest_checkpoint(run_dir) is not None:
+    # A fine-tuned run that kept no checkpoint to resume from (finetune.resume_checkpoints) still holds its best/.
+    if not resume and (ckpt.latest_checkpoint(run_dir) is not None or ckpt.BEST in names):
         raise GenptError(f"{run_dir}: already holds a run; pass --resume to continue it or choose another --output")
 
 
