@@ -2,6 +2,7 @@
 and a second invocation retrains nothing and writes the same tables."""
 
 import re
+import shutil
 import subprocess
 import sys
 
@@ -44,8 +45,46 @@ def test_tiny_study_writes_the_report_and_a_second_run_reuses_every_stage(tmp_pa
     after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "checkpoints" in p.parts}
     assert after == before
 
+    # Seed by seed: every task and setting had its first seed before any had its second.
+    started = {f.parent.name: f.stat().st_mtime_ns for f in (out / "sst2").glob("*/finetune.json")}
+    assert max(t for n, t in started.items() if n.endswith("seed1")) < min(
+        t for n, t in started.items() if n.endswith("seed2"))
+
+    # A study stopped part way is reported from the stages that finished, and none is run.
+    (out / "sst2" / "lstm-seed2" / stages.FILE).unlink()
+    partial = run_study("tiny", out, data_root=SHARED_DATA, only="report").read_text()
+    assert re.search(r"\| sst2 \| accuracy \| LSTM \| [\d.]+ ± [\d.]+ \| 1 \|", partial)
+    assert "| lstm-seed2 |" not in partial and "| lstm-seed1 |" in partial
+    assert not (out / "sst2" / "lstm-seed2" / stages.FILE).exists()
+
 
 @pytest.mark.slow
+def test_only_shards_makes_the_tokens_and_runs_no_stage(tmp_path):
+    shared_data("gutenberg")
+    out = tmp_path / "study"
+    assert run_study("tiny", out, data_root=SHARED_DATA, only="shards") is None
+    assert (out / "shards" / "meta.json").is_file()
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["recipe.toml", "shards"]
+    with pytest.raises(GenptError, match="no stage of the study has finished yet"):
+        run_study("tiny", out, data_root=SHARED_DATA, only="report")
+
+
+@pytest.mark.slow
+def test_a_study_prepared_here_runs_where_only_its_task_files_are(tmp_path):
+    """The GPU workflow (scripts/gpu-study): shards made on one machine, the folder carried with the task files
+    alone, the same command finishing it there without the books."""
+    shared_data("gutenberg")
+    out = tmp_path / "study"
+    run_study("tiny", out, data_root=SHARED_DATA, only="shards")
+    carried = tmp_path / "carried"
+    (carried / "glue").mkdir(parents=True)
+    shutil.copytree(SHARED_DATA / "glue" / "SST-2", carried / "glue" / "SST-2")
+    shards = (out / "shards" / "meta.json").stat().st_mtime_ns
+    report = run_study("tiny", out, data_root=carried, seeds=1).read_text()
+    assert re.search(r"\| sst2 \| accuracy \| full \| [\d.]+ ± [\d.]+ \| 1 \|", report)
+    assert (out / "shards" / "meta.json").stat().st_mtime_ns == shards
+
+
 def test_two_worker_processes_share_the_stages_and_each_runs_once(tmp_path):
     shared_data("gutenberg")
     shared_data("glue", "SST-2")

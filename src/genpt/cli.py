@@ -276,7 +276,7 @@ def cmd_study(args: argparse.Namespace) -> None:
     from genpt.study.run import run_study
 
     path = run_study(args.recipe, args.output, seeds=args.seeds, data_root=args.data, workers=args.workers,
-                     report=not args.worker)
+                     report=not args.worker, only=args.only)
     if path is not None:
         print(f"report written to {path}")
 
@@ -451,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, help="fine-tuning seeds per setting (default: the recipe's)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes that share the stages, each with its share of the CPU's threads (default 1)")
+    p.add_argument("--only", choices=("shards", "report"),
+                   help="shards: make the tokenizer and token shards, then stop (prepare here, carry the folder to "
+                        "a GPU machine); report: run no stage, report the finished ones (a study stopped part way)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes: no report
     p.set_defaults(func=cmd_study)
 

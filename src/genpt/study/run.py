@@ -183,26 +183,40 @@ def _arch(run: Path) -> str:
     return io.read_json(run / "config.json", "expected a pre-training run")["model"].get("arch", "transformer")
 
 
-def pretrained_runs(recipe: Recipe, out: Path, later: Later | None = None) -> dict[str, Path]:
-    """The Transformer run (`transformer`) and, for the LSTM row, the LSTM run (`lstm`): pre-trained here,
-    or left to the process that claimed them (`later` waits for those)."""
+def _given_runs(recipe: Recipe) -> dict[str, Path] | None:
+    """The runs a recipe's `[pretrain] init` names, by architecture; None when the study pre-trains its own."""
     pre = recipe.pretrain
-    if "init" in pre:
-        runs = {_arch(Path(p)): Path(p) for p in ([pre["init"]] if isinstance(pre["init"], str) else pre["init"])}
-        if "transformer" not in runs or ("lstm" in recipe.settings and "lstm" not in runs):
-            raise GenptError(f"{recipe.path}: [pretrain] init needs a Transformer run"
-                             + (" and an LSTM run (the lstm setting)" if "lstm" in recipe.settings else ""))
-        return runs
-    own = later is None
-    later = later or Later(Claims(out))
-    with later.claims.hold("shards", wait=True):  # every stage needs them: the first process makes them
-        shards = _shards(recipe, out)
+    if "init" not in pre:
+        return None
+    runs = {_arch(Path(p)): Path(p) for p in ([pre["init"]] if isinstance(pre["init"], str) else pre["init"])}
+    if "transformer" not in runs or ("lstm" in recipe.settings and "lstm" not in runs):
+        raise GenptError(f"{recipe.path}: [pretrain] init needs a Transformer run"
+                         + (" and an LSTM run (the lstm setting)" if "lstm" in recipe.settings else ""))
+    return runs
+
+
+def _pretrain_stages(recipe: Recipe) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The study's own pre-training stages by architecture: (folder name, settings)."""
+    pre = recipe.pretrain
     base = {k: pre[k] for k in ("model", "train") if k in pre}
     stages = {"transformer": ("pretrain", base)}
     if "lstm" in recipe.settings:
         lstm = {k: {**base.get(k, {}), **recipe.lstm.get(k, {})} for k in ("model", "train")}
         lstm["model"]["arch"] = "lstm"
         stages["lstm"] = ("pretrain-lstm", lstm)
+    return stages
+
+
+def pretrained_runs(recipe: Recipe, out: Path, later: Later | None = None) -> dict[str, Path]:
+    """The Transformer run (`transformer`) and, for the LSTM row, the LSTM run (`lstm`): pre-trained here,
+    or left to the process that claimed them (`later` waits for those)."""
+    if (given := _given_runs(recipe)) is not None:
+        return given
+    own = later is None
+    later = later or Later(Claims(out))
+    with later.claims.hold("shards", wait=True):  # every stage needs them: the first process makes them
+        shards = _shards(recipe, out)
+    stages = _pretrain_stages(recipe)
     for name, settings in stages.values():
         later.run(name, partial(_done, out / name), partial(_pretrain_stage, out / name, settings, shards))
     if own:
@@ -247,14 +261,23 @@ def _check_output(out: Path) -> None:
                          "choose a new --output")
 
 
+ONLY = ("shards", "report")  # run_study's partial modes
+
+
 def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None = None,
-              data_root: str | Path = ".", workers: int = 1, report: bool = True) -> Path | None:
+              data_root: str | Path = ".", workers: int = 1, report: bool = True,
+              only: str | None = None) -> Path | None:
     """Run (or finish) the study the recipe describes in `output`; returns the path of its report.md.
 
     `workers` > 1 starts that many processes in all, each with its share of the CPU's threads, which
-    claim the stages between them (`genpt.study.claims`); `report=False` runs stages only (a worker)."""
+    claim the stages between them (`genpt.study.claims`); `report=False` runs stages only (a worker).
+    `only="shards"` makes the tokenizer and token shards and stops (here, before the folder is carried to
+    a GPU machine that runs the rest); `only="report"` runs no stage and reports the finished ones (of a
+    study stopped part way)."""
     if workers < 1:
         raise GenptError(f"--workers {workers}: expected 1 or more processes")
+    if only is not None and only not in ONLY:
+        raise GenptError(f"--only {only}: expected one of {', '.join(ONLY)}")
     recipe = load_recipe(recipe_name, data_root)
     out = Path(output)
     _check_output(out)
@@ -263,6 +286,13 @@ def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None 
         raise GenptError(f"{out}: holds a study of another recipe ({out / RECIPE_COPY}); choose a new --output")
     io.write_text(out / RECIPE_COPY, recipe.text)
     seeds = seeds or recipe.seeds
+    if only == "shards":
+        if _given_runs(recipe) is None:
+            with Claims(out).hold("shards", wait=True):
+                log.info("shards ready in %s", _shards(recipe, out))
+        return None
+    if only == "report":
+        return _report_so_far(recipe, out, seeds)
     threads = torch.get_num_threads()
     try:
         return _run(recipe, out, seeds, data_root, workers, report)
@@ -275,14 +305,15 @@ def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: 
     later = Later(Claims(out))
     runs = pretrained_runs(recipe, out, later)
     finetuned: list[tuple[Task, str, Path]] = []
-    for task in recipe.tasks:
-        for name, init, values, seed in _jobs(recipe, task, seeds):
-            cfg = finetune_config(recipe, task, values, seed)
-            folder = out / task.name / name
-            finetuned.append((task, name, folder))
-            stage = partial(_finetune_stage, runs[init], task, folder, cfg)
-            # A run whose pre-training another process is still doing waits for it, at the end.
-            later.run(f"{task.name}/{name}", partial(_done, folder), stage, ready=_pretrained(recipe, runs[init]))
+    jobs = [(task, *job) for task in recipe.tasks for job in _jobs(recipe, task, seeds)]
+    # Seed by seed: a study stopped part way has every task and setting at one seed before any at three.
+    for task, name, init, values, seed in sorted(jobs, key=lambda job: job[-1]):
+        cfg = finetune_config(recipe, task, values, seed)
+        folder = out / task.name / name
+        finetuned.append((task, name, folder))
+        stage = partial(_finetune_stage, runs[init], task, folder, cfg)
+        # A run whose pre-training another process is still doing waits for it, at the end.
+        later.run(f"{task.name}/{name}", partial(_done, folder), stage, ready=_pretrained(recipe, runs[init]))
     later.finish()
     full: dict[str, list[float]] = {}
     for task, name, folder in finetuned:
@@ -301,6 +332,20 @@ def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: 
     with later.claims.hold("report", wait=True):
         return write_report([*runs.values(), *(folder for _, _, folder in finetuned)], out, dev_files,
                             own_folder=True)
+
+
+def _report_so_far(recipe: Recipe, out: Path, seeds: int) -> Path:
+    """The report of the stages that have finished, running none."""
+    given = _given_runs(recipe)
+    runs = given if given is not None else {
+        arch: out / name for arch, (name, _) in _pretrain_stages(recipe).items() if _done(out / name)}
+    finetuned = [out / task.name / job[0] for task in recipe.tasks for job in _jobs(recipe, task, seeds)]
+    folders = [*runs.values(), *(f for f in finetuned if _done(f))]
+    if not folders:
+        raise GenptError(f"{out}: no stage of the study has finished yet; nothing to report")
+    log.info("reporting %d of %d stages", len(folders), len(finetuned) + len(_pretrain_stages(recipe)))
+    with Claims(out).hold("report", wait=True):
+        return write_report(folders, out, {t.name: t.dev for t in recipe.tasks}, own_folder=True)
 
 
 def _start_workers(recipe: Path, out: Path, seeds: int, data_root: str | Path, workers: int) -> list[subprocess.Popen]:
