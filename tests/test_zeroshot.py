@@ -56,6 +56,22 @@ SENTENCES = ["the film was good", "a bad play", "he is happy now", "it ends badl
              "very good", "not good at all"]
 
 
+def test_many_continuations_scored_together_match_each_scored_alone(lm, monkeypatch):
+    """Batches of similar lengths, right-padded: each text's numbers as alone, whatever the batch it lands in."""
+    model, tokenizer, _ = lm
+    words = TEXT.split()
+    pairs = [(" ".join(words[:k]), " " + " ".join(words[k : k + 1 + k % 7])) for k in range(0, 60, 3)]
+    pairs += [("Jane knocked", ""), ("", "A"), ("", " ".join(words[:80]))]  # empty; one token; past n_ctx (64)
+    alone = [zs.continuation_logprobs(model, tokenizer, c, x) for c, x in pairs]
+    assert alone[1] == pytest.approx(hand_logprobs(model, tokenizer, *pairs[1]), abs=1e-5)
+    for budget in (64, 300, zs.TOKENS_PER_BATCH):  # one text a batch, a few, all that fit
+        monkeypatch.setattr(zs, "TOKENS_PER_BATCH", budget)
+        together = zs.continuation_logprobs_many(model, tokenizer, pairs)
+        assert [len(v) for v in together] == [len(v) for v in alone]
+        for got, want in zip(together, alone, strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
 def test_sst2_compares_positive_with_negative_after_very(lm):
     model, tokenizer, _ = lm
     examples = [Example((s,), i % 2, f"x:{i}") for i, s in enumerate(SENTENCES)]

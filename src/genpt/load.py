@@ -95,6 +95,12 @@ def load_tokenizer(path: str | Path) -> Tokenizer | GPT1Tokenizer:
     return gpt1_tokenizer.load(resolve(path) / "tokenizer.json")
 
 
+def inference_device() -> torch.device:
+    """Where many texts are scored at once (zero-shot curves, a report's confusion matrices): the GPU where there
+    is one. Serving and `genpt predict` keep the CPU unless told otherwise."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
     """The model in `path` (any folder `resolve` takes), on `device`, in eval mode, with its tokenizer."""
     checkpoint = resolve(path)
@@ -118,5 +124,5 @@ def load_finetuned(path: str | Path, device: str | torch.device = "cpu") -> Load
     return loaded
 
 
-__all__ = ["CONVERSION_VERSION", "Loaded", "converted_cache", "load_finetuned", "load_lm", "load_model",
-           "load_tokenizer", "resolve"]
+__all__ = ["CONVERSION_VERSION", "Loaded", "converted_cache", "inference_device", "load_finetuned", "load_lm",
+           "load_model", "load_tokenizer", "resolve"]

@@ -26,7 +26,7 @@ from genpt import io
 from genpt.data.readers import read_examples
 from genpt.data.tasks import TaskSpec
 from genpt.errors import GenptError
-from genpt.load import load_finetuned
+from genpt.load import inference_device, load_finetuned
 from genpt.metrics import standard_error
 from genpt.predict import predict
 from genpt.study import figures, stages
@@ -143,7 +143,7 @@ def read_run(path: str | Path) -> PretrainRun | FinetunedRun:
 def dev_confusion(run: FinetunedRun, dev_file: Path) -> np.ndarray:
     """Counts of (true, predicted) labels of the run's kept model on `dev_file`."""
     examples = read_examples(run.task, dev_file)
-    predicted = predict(load_finetuned(run.path), examples).predicted
+    predicted = predict(load_finetuned(run.path, inference_device()), examples).predicted
     n = len(run.task.label_names)
     matrix = np.zeros((n, n), dtype=np.int64)
     for example, guess in zip(examples, predicted, strict=True):
