@@ -337,13 +337,13 @@ def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: 
 def _report_so_far(recipe: Recipe, out: Path, seeds: int) -> Path:
     """The report of the stages that have finished, running none."""
     given = _given_runs(recipe)
-    runs = given if given is not None else {
-        arch: out / name for arch, (name, _) in _pretrain_stages(recipe).items() if _done(out / name)}
+    own = [out / name for name, _ in _pretrain_stages(recipe).values()] if given is None else []
     finetuned = [out / task.name / job[0] for task in recipe.tasks for job in _jobs(recipe, task, seeds)]
-    folders = [*runs.values(), *(f for f in finetuned if _done(f))]
-    if not folders:
+    finished = [f for f in [*own, *finetuned] if _done(f)]
+    if not finished:
         raise GenptError(f"{out}: no stage of the study has finished yet; nothing to report")
-    log.info("reporting %d of %d stages", len(folders), len(finetuned) + len(_pretrain_stages(recipe)))
+    log.info("reporting the %d of %d stages that have finished", len(finished), len(own) + len(finetuned))
+    folders = [*(given or {}).values(), *finished]
     with Claims(out).hold("report", wait=True):
         return write_report(folders, out, {t.name: t.dev for t in recipe.tasks}, own_folder=True)
 
