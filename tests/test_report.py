@@ -76,6 +76,8 @@ def test_report_draws_every_figure_and_embeds_each_with_a_caption(study, tmp_pat
     assert re.search(r"\| sst2 \| accuracy \| 0 \| [\d.]+ ± [\d.]+ \| 1 \|", transfer)  # the t0 run
     zeroshot = text.split("## Zero-shot scores at each checkpoint")[1].split("##")[0]
     assert re.search(r"\| gpt \| 10 \| [\d,]+ \| sst2 \| accuracy \| [\d.]+ ± [\d.]+ \| 12 \|", zeroshot)
+    # the runs' shards are there: each curve has the unigram model's score beside its checkpoints'
+    assert re.search(r"\| gpt \| unigram reference \| - \| sst2 \| accuracy \| [\d.]+ ± [\d.]+ \| 12 \|", zeroshot)
     again = write_report(runs, tmp_path / "report", {"sst2": dev_file})  # a report folder may be redrawn
     assert again.read_text() == text
 

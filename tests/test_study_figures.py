@@ -51,3 +51,14 @@ def test_each_score_is_shaded_by_its_standard_error_when_the_rows_count_their_ex
     assert "Shaded: one standard error" in shaded.caption and "Shaded" not in bare.caption
     # 374 stories: +-0.026 accuracy, +-0.17 on the normalised scale: bands that cover far more than the lines
     assert coloured_pixels(tmp_path / "shaded.png") > 1.2 * coloured_pixels(tmp_path / "bare.png")
+
+
+def test_a_unigram_reference_is_one_level_per_task_not_a_point_of_the_curve(tmp_path):
+    story = rows("story_cloze", "accuracy", 0.5, [0.52, 0.53, 0.55], best=0.68)
+    reference = {**story[0], "tokens": 0, "value": 0.54, "normalised": (0.54 - 0.5) / 0.18, "reference": "unigram"}
+    with_reference = zeroshot_curves({"gpt": [*story, reference], "lstm": [*story, reference]},
+                                     tmp_path / "ref.png", min_gain=0.1)
+    without = zeroshot_curves({"gpt": story, "lstm": story}, tmp_path / "bare.png", min_gain=0.1)
+    assert "dash-dotted, each task's heuristic scored by a unigram model" in with_reference.caption
+    assert "unigram" not in without.caption
+    assert coloured_pixels(tmp_path / "ref.png") > coloured_pixels(tmp_path / "bare.png")

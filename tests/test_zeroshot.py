@@ -222,3 +222,38 @@ def test_a_best_score_at_chance_does_not_normalise_the_curve():
     assert zs.normalised("sst2", 0.6, 0.51) is None
     assert zs.normalised("sst2", 0.6, 0.7) == pytest.approx(0.5)
     assert zs.normalised("cola", 0.03, 0.055) is None  # a unit as small as the zero-shot wobble draws noise
+
+
+def test_the_unigram_reference_scores_the_run_s_token_frequencies(tmp_path, capsys):
+    """Each position's log-probability is log((count + 1) / (tokens + ids)) of the run's training shards; the curve
+    carries its score as a reference row; without the shards there is none, and --unigram says why in one line."""
+    from conftest import SHARED_DATA, pretrain_tiny, shared_data
+
+    from genpt.data.shards import TokenShards
+    from genpt.study.unigram import unigram_of_run
+
+    shared_data("story_cloze")
+    run = pretrain_tiny(tmp_path, tmp_path / "run", steps=2)
+    model, tokenizer = unigram_of_run(run)
+    shards = TokenShards(tmp_path / "shards")
+    ids = shards.read(0, len(shards)).astype(np.int64)
+    counts = np.bincount(ids, minlength=tokenizer.vocab_size) + 1.0
+    text = " the king is dead"
+    expected = np.log(counts / counts.sum())[tokenizer.encode(text)]
+    np.testing.assert_allclose(zs.continuation_logprobs(model, tokenizer, "long live", text), expected, rtol=1e-5)
+
+    stories = SHARED_DATA / "story_cloze" / "cloze_test_val__spring2016 - cloze_test_ALL_val.csv"
+    rows = zs.zeroshot_curve(run, [zs.ZeroShotData("story_cloze", stories, limit=40)])
+    [reference] = [r for r in rows if r.get("reference") == zs.UNIGRAM]
+    alone = zs.zeroshot(model, tokenizer, "story_cloze", zs.read_task("story_cloze", stories, 40))
+    assert reference["value"] == alone.value and reference["examples"] == 40
+    assert len(rows) == len(ckpt.checkpoint_dirs(run)) + 1  # a row a checkpoint, and the reference
+
+    for file in (tmp_path / "shards").iterdir():
+        file.unlink()
+    assert not [r for r in zs.zeroshot_curve(run, [zs.ZeroShotData("story_cloze", stories, limit=8)])
+                if r.get("reference")]
+    code = main(["zeroshot", str(run), "--task", "story_cloze", "--data", str(stories), "--limit", "8", "--unigram"])
+    err = capsys.readouterr().err
+    assert code == 2 and "are not there; the unigram reference counts their tokens" in err
+    assert len(err.strip().splitlines()) == 1

@@ -253,11 +253,12 @@ def cmd_zeroshot(args: argparse.Namespace) -> None:
         spec = zs.ZeroShotData(args.task, args.data, args.train, args.best, args.limit)
         rows, path = zs.score_checkpoints(args.run, spec)
         for row in rows:
-            print(json.dumps(row) if args.json else f"step {row['step']:>8}  {row['tokens']:>12,} tokens  "
-                  f"{row['task']} {row['metric']} {row['value']:.4f}")
+            where = (f"{row['reference']} reference{'':>14}" if row.get("reference")
+                     else f"step {row['step']:>8}  {row['tokens']:>12,} tokens")
+            print(json.dumps(row) if args.json else f"{where}  {row['task']} {row['metric']} {row['value']:.4f}")
         print(f"{len(rows)} points written to {path}", file=sys.stderr)
         return
-    result = zs.score_run(args.run, args.task, args.data, args.train, args.limit)
+    result = zs.score_run(args.run, args.task, args.data, args.train, args.limit, unigram=args.unigram)
     if args.json:
         print(json.dumps(zs.result_dict(result)))
     else:
@@ -434,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score each checkpoint of RUN, writing RUN/zeroshot.jsonl (the curve `genpt report` draws)")
     p.add_argument("--best", type=float, help="with --every-checkpoint: the best fine-tuned score, which "
                    "normalises the curve (0 at chance, 1 at it)")
+    p.add_argument("--unigram", action="store_true", help="score a unigram model of the tokens RUN was trained on "
+                   "instead (word frequencies alone: the level a model must rise above)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_zeroshot)
 

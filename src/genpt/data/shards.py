@@ -60,6 +60,14 @@ class TokenShards:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
+    def token_counts(self, chunk: int = 1 << 24) -> np.ndarray:
+        """How often each id occurs in the split (a unigram model's counts), read a chunk at a time."""
+        counts = np.zeros(self.vocab_size, dtype=np.int64)
+        for shard in self._maps:
+            for start in range(0, len(shard), chunk):
+                counts += np.bincount(shard[start : start + chunk], minlength=self.vocab_size)
+        return counts
+
     def read(self, start: int, length: int) -> np.ndarray:
         """Tokens [start, start + length), across shard boundaries, as a new array."""
         if start < 0 or length < 0 or start + length > len(self):

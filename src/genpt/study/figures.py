@@ -207,16 +207,21 @@ def _zeroshot_errors(rows: Sequence[dict], key: str) -> np.ndarray | None:
 
 def _zeroshot_panel(ax, runs: Mapping[str, Sequence[dict]], tasks: Sequence[str], colors: Mapping[str, object],
                     key: str) -> None:
-    """One line per run and task of `key` ("normalised" or the raw "value") against tokens seen."""
+    """One line per run and task of `key` ("normalised" or the raw "value") against tokens seen; each task's
+    reference rows (a unigram model's score) as one dash-dotted level in its colour."""
     for (style, marker), (name, rows) in zip(ZEROSHOT_STYLES * 4, runs.items(), strict=False):
         for task in tasks:
-            mine = sorted((r for r in rows if r["task"] == task), key=lambda r: r["tokens"])
+            mine = sorted((r for r in rows if r["task"] == task and not r.get("reference")), key=lambda r: r["tokens"])
             if mine:
                 tokens, centre = [r["tokens"] for r in mine], np.array([r[key] for r in mine])
                 ax.plot(tokens, centre, color=colors[task], ls=style,
                         marker=marker, ms=5, mfc="none", label=f"{name}: {task} ({mine[0]['metric']})")
                 if (errors := _zeroshot_errors(mine, key)) is not None:
                     ax.fill_between(tokens, centre - errors, centre + errors, color=colors[task], alpha=0.12, lw=0)
+    references = {(r["task"], r["reference"]): r[key] for rows in runs.values() for r in rows
+                  if r.get("reference") and r["task"] in tasks and r[key] is not None}
+    for (task, kind), level in sorted(references.items()):  # the runs of one study share their shards: drawn once
+        ax.axhline(level, color=colors[task], lw=1.2, ls="-.", label=f"{task}: {kind} reference")
     if key == "normalised":
         ax.axhline(0.0, color="gray", lw=0.8, label="chance")
     else:  # each task's chance level, dotted in its colour
@@ -254,6 +259,9 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
         if raw:
             scale += (f"; right, in its own metric with its chance level dotted: {', '.join(raw)}, whose fine-tuned "
                       f"score did not beat chance by {min_gain:g}, so there is no scale to normalise it by")
+    if any(r.get("reference") for rows in runs.values() for r in rows):
+        scale += ("; dash-dotted, each task's heuristic scored by a unigram model of the pre-training tokens (word "
+                  "frequencies alone, nothing read in context): a curve below it has not yet learnt more than them")
     shaded = any(_counted([r for r in rows if r["task"] == t]) for rows in runs.values() for t in every)
     band = (" Shaded: one standard error of each score from the number of dev examples scored (binomial for "
             "accuracy, (1 - r^2)/sqrt(n - 1) for the MCC): a rise inside the shading is noise."

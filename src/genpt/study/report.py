@@ -308,7 +308,9 @@ def _zeroshot_table(runs: Sequence[PretrainRun]) -> str:
             normalised = "-" if row.get("normalised") is None else f"{row['normalised']:.3f}"
             n = row.get("examples", 0)
             error = f" ± {standard_error(row['metric'], row['value'], n):.4f}" if n >= 2 else ""
-            lines.append(f"| {r.name} | {row['step']} | {row['tokens']:,} | {row['task']} | {row['metric']} | "
+            step, tokens = (f"{row['reference']} reference", "-") if row.get("reference") else (
+                row["step"], f"{row['tokens']:,}")
+            lines.append(f"| {r.name} | {step} | {tokens} | {row['task']} | {row['metric']} | "
                          f"{row['value']:.4f}{error} | {n or '-'} | {normalised} |")
     return "\n".join(lines)
 

@@ -23,6 +23,7 @@ Scores are fractions, as everywhere in genpt: accuracy for SST-2, Story Cloze an
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -38,11 +39,15 @@ from genpt.data.readers import read_examples
 from genpt.data.tasks import Example, builtin_task
 from genpt.errors import GenptError
 from genpt.scoring import token_logprobs
+from genpt.study.unigram import unigram_of_run
+
+log = logging.getLogger("genpt")
 
 TASKS = ("sst2", "cola", "story_cloze", "wnli")
 METRIC = {"sst2": "accuracy", "cola": "mcc", "story_cloze": "accuracy", "wnli": "accuracy"}
 CHANCE = {"sst2": 0.5, "cola": 0.0, "story_cloze": 0.5, "wnli": 0.5}  # a random guess's expected score
 CURVE_FILE = "zeroshot.jsonl"
+UNIGRAM = "unigram"  # a curve row's `reference`: the heuristic scored by the run's token frequencies, not a checkpoint
 THRESHOLDED = ("cola", "sst2")  # the tasks whose threshold the study chooses on their training sentences
 # The best fine-tuned score must beat chance by this much to normalise by it: the unit of the scale must be
 # large against the zero-shot scores' own wobble. The cpu recipe's CoLA zero-shot MCC moves by 0.01-0.08
@@ -380,24 +385,38 @@ def zeroshot_curve(run_dir: str | Path, tasks: Sequence[ZeroShotData]) -> list[d
     if not checkpoints:
         raise GenptError(f"{run_dir}: no checkpoints (expected {ckpt.CHECKPOINTS}/step_NNNNNNNN/)")
     data = [(t, *t.read()) for t in tasks]
-    rows = []
-    for checkpoint in checkpoints:
-        model, tokenizer = load_lm(checkpoint)
-        state = ckpt.read_state(checkpoint)
+
+    def scored(model, tokenizer, **where) -> list[dict]:
+        rows = []
         for spec, examples, train in data:
             result = zeroshot(model, tokenizer, spec.task, examples, train)
-            rows.append({"step": state["step"], "tokens": state.get("tokens_seen", 0), "task": spec.task,
-                         "metric": result.metric, "value": result.value, "chance": CHANCE[spec.task],
-                         "best": spec.best, "normalised": normalised(spec.task, result.value, spec.best),
-                         "examples": result.examples})
+            rows.append({**where, "task": spec.task, "metric": result.metric, "value": result.value,
+                         "chance": CHANCE[spec.task], "best": spec.best,
+                         "normalised": normalised(spec.task, result.value, spec.best), "examples": result.examples})
+        return rows
+
+    rows = []
+    for checkpoint in checkpoints:
+        state = ckpt.read_state(checkpoint)
+        rows += scored(*load_lm(checkpoint), step=state["step"], tokens=state.get("tokens_seen", 0))
+    try:  # what the heuristics score from word frequencies alone, the line a model must rise above
+        model, tokenizer = unigram_of_run(run_dir)
+    except GenptError as e:
+        log.info("no unigram reference: %s", e)
+    else:
+        rows += scored(model.to(loading.inference_device()), tokenizer, step=0, tokens=0, reference=UNIGRAM)
     return rows
 
 
 def score_run(path: str | Path, task: str, data: str | Path, train: str | Path | None = None,
-              limit: int = 0) -> ZeroShotResult:
+              limit: int = 0, unigram: bool = False) -> ZeroShotResult:
     """`task`'s zero-shot score of the model in `path` on the labeled file `data` (CoLA, SST-2: threshold on
-    `train`)."""
-    model, tokenizer = load_lm(path)
+    `train`); with `unigram`, of the unigram model of the tokens the run in `path` was trained on."""
+    if unigram:
+        model, tokenizer = unigram_of_run(path)
+        model = model.to(loading.inference_device())
+    else:
+        model, tokenizer = load_lm(path)
     train_examples = read_task(task, train, limit) if train else None
     return zeroshot(model, tokenizer, task, read_task(task, data, limit), train_examples)
 
@@ -434,6 +453,6 @@ def result_dict(result: ZeroShotResult) -> dict:
     return {k: v for k, v in asdict(result).items() if k != "predictions"}
 
 
-__all__ = ["CHANCE", "METRIC", "TASKS", "THRESHOLDED", "ZeroShotData", "ZeroShotResult", "best_threshold",
+__all__ = ["CHANCE", "METRIC", "TASKS", "THRESHOLDED", "UNIGRAM", "ZeroShotData", "ZeroShotResult", "best_threshold",
            "continuation_logprobs", "continuation_logprobs_many", "load_lm", "normalised", "read_curve", "read_task",
            "score_checkpoints", "score_run", "wnli_alignment", "write_curve", "zeroshot", "zeroshot_curve"]
