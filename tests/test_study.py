@@ -39,6 +39,14 @@ def test_tiny_study_writes_the_report_and_a_second_run_reuses_every_stage(tmp_pa
     assert re.search(r"\| fine-tuning \| 10 \| .+ \| [\d.]+ min \|", where) and "minutes** of wall clock" in where
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "checkpoints" in p.parts}
     assert before  # the stages' checkpoints: a retrained stage would rewrite them
+    # The zero-shot curves were scored before fine-tuning ended; the report puts them on the full runs' scale.
+    full = float(re.search(r"\| sst2 \| accuracy \| full \| ([\d.]+) ±", text).group(1))
+    zeroshot = re.findall(r"\| (?:pretrain|pretrain-lstm) \| \d+ \| [\d,]+ \| sst2 \| accuracy \| ([\d.]+) ± [\d.]+ "
+                          r"\| \d+ \| (\S+) \|", text)
+    assert len(zeroshot) == 4  # two checkpoints of each run
+    for score, scaled in zeroshot:
+        expected = "-" if full - 0.5 < 0.1 else f"{(float(score) - 0.5) / (full - 0.5):.3f}"
+        assert scaled == expected
 
     again = run_study("tiny", out, data_root=SHARED_DATA).read_text()
     assert _tables(again) == _tables(text)
@@ -198,7 +206,7 @@ def test_a_zero_shot_threshold_is_chosen_on_a_bounded_share_of_the_training_set(
     monkeypatch.setattr(study_run, "THRESHOLD_EXAMPLES", 25)
     monkeypatch.setattr(study_run.zs, "zeroshot_curve", lambda run, specs: seen.extend(specs) or [])
     monkeypatch.setattr(study_run.zs, "write_curve", lambda run, rows: None)
-    study_run._zeroshot_stage(tmp_path, [task], {"cola": [0.1]})
+    study_run._zeroshot_stage(tmp_path, [task])
     assert list(seen[0].train_examples) == task.examples()[0][:25]  # the first of a seeded sample: a fair share
     assert len(seen[0].examples) == 1043  # the dev set it is scored on stays whole
 
@@ -212,7 +220,7 @@ def test_a_zero_shot_heuristic_without_a_threshold_scores_the_training_stories_t
     seen = []
     monkeypatch.setattr(study_run.zs, "zeroshot_curve", lambda run, specs: seen.extend(specs) or [])
     monkeypatch.setattr(study_run.zs, "write_curve", lambda run, rows: None)
-    study_run._zeroshot_stage(tmp_path, [task], {"story_cloze": [0.65]})
+    study_run._zeroshot_stage(tmp_path, [task])
     assert len(seen[0].examples) == 1871 and seen[0].train_examples is None  # all of them, not the 100 sampled
     assert list(seen[0].examples[-374:]) == task.examples()[1]  # the dev stories among them
 

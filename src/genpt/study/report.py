@@ -158,6 +158,16 @@ def _output_folder(output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
 
 
+def _full_scores(fine: Sequence[FinetunedRun]) -> dict[str, float]:
+    """Each task's full model (pre-trained, L3) score: the final epoch's, the mean over seeds; the 1 of the paper's
+    zero-shot scale."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    for r in fine:
+        if r.setting == "full":
+            scores[r.task.name].append(r.final)
+    return {task: sum(values) / len(values) for task, values in scores.items()}
+
+
 def _order(names: Sequence[str]) -> list[str]:
     return sorted(set(names), key=lambda s: (SETTINGS.index(s) if s in SETTINGS else len(SETTINGS), s))
 
@@ -177,6 +187,10 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
                 r.name = f"{r.path.parent.name}/{r.path.name}"
                 if isinstance(r, PretrainRun):
                     r.curve.name = r.name
+    best = _full_scores(fine)
+    for r in pre:  # the zero-shot curves' scale: these full runs where they are given, else what the curve stored
+        r.zeroshot = [{**row, "best": (top := best.get(row["task"], row.get("best"))),
+                       "normalised": normalised(row["task"], row["value"], top)} for row in r.zeroshot]
     if not own_folder:
         _output_folder(output)
     shown: list[figures.Figure] = []

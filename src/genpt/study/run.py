@@ -304,6 +304,12 @@ def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: 
     helpers = _start_workers(recipe.path, out, seeds, data_root, workers) if workers > 1 else []
     later = Later(Claims(out))
     runs = pretrained_runs(recipe, out, later)
+    # The zero-shot curves as soon as their run is pre-trained (a study stopped part way still has them); the
+    # report puts them on the fine-tuned scale with whichever full runs have finished.
+    tasks = [t for t in recipe.tasks if t.zeroshot]
+    for arch, run in runs.items():
+        later.run(f"zeroshot-{arch}", partial(_zeroshot_done, run, tasks), partial(_zeroshot_stage, run, tasks),
+                  ready=_pretrained(recipe, run))
     finetuned: list[tuple[Task, str, Path]] = []
     jobs = [(task, *job) for task in recipe.tasks for job in _jobs(recipe, task, seeds)]
     # Seed by seed: a study stopped part way has every task and setting at one seed before any at three.
@@ -314,15 +320,6 @@ def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: 
         stage = partial(_finetune_stage, runs[init], task, folder, cfg)
         # A run whose pre-training another process is still doing waits for it, at the end.
         later.run(f"{task.name}/{name}", partial(_done, folder), stage, ready=_pretrained(recipe, runs[init]))
-    later.finish()
-    full: dict[str, list[float]] = {}
-    for task, name, folder in finetuned:
-        if name.startswith("full-"):
-            epochs = stages.finished(folder)["epochs"]
-            full.setdefault(task.name, []).append(epochs[-1][builtin_task(task.name).metrics[0]])
-    tasks = [t for t in recipe.tasks if t.zeroshot]
-    for arch, run in runs.items():
-        later.run(f"zeroshot-{arch}", partial(_zeroshot_done, run, tasks), partial(_zeroshot_stage, run, tasks, full))
     later.finish()
     for helper in helpers:  # a worker that failed left its stages to `later`, which ran them here
         helper.wait()
@@ -375,25 +372,24 @@ def _zeroshot_done(run: Path, tasks: Sequence[Task]) -> bool:
     return {t.name for t in tasks} <= {row["task"] for row in zs.read_curve(run)}
 
 
-def _zeroshot_stage(run: Path, tasks: Sequence[Task], full: dict[str, list[float]]) -> None:
-    """Figure 2 (right): each task's zero-shot score over the run's checkpoints, normalised by the full model's."""
+def _zeroshot_stage(run: Path, tasks: Sequence[Task]) -> None:
+    """Figure 2 (right): each task's zero-shot score over the run's checkpoints (the report normalises them)."""
     curve = run / zs.CURVE_FILE
     if _zeroshot_done(run, tasks):
         return
     specs = []
     for t in tasks:
-        best = sum(full[t.name]) / len(full[t.name]) if full.get(t.name) else None
         if t.name in zs.THRESHOLDED:
             train, dev = t.examples()
             # One threshold on a line needs no more: scoring 5,000 sentences at every checkpoint would cost more
             # than the curve's dev sets.
-            specs.append(zs.ZeroShotData(t.name, t.dev, t.train, best, examples=dev,
+            specs.append(zs.ZeroShotData(t.name, t.dev, t.train, examples=dev,
                                          train_examples=train[:THRESHOLD_EXAMPLES]))
         else:
             # A heuristic with nothing to choose holds no example back: the whole training split is scored too
             # (the Story Cloze Test's 1,871 stories instead of its 374 for dev), which halves the noise.
             train, dev = dataclasses.replace(t, train_size=0).examples()
-            specs.append(zs.ZeroShotData(t.name, t.dev, None, best, examples=[*train, *dev]))
+            specs.append(zs.ZeroShotData(t.name, t.dev, examples=[*train, *dev]))
     log.info("zero-shot curves into %s", curve)
     zs.write_curve(run, zs.zeroshot_curve(run, specs))
 
