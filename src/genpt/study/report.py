@@ -42,7 +42,7 @@ class PretrainRun:
     path: Path
     name: str
     curve: figures.Curve
-    zeroshot: list[dict]
+    zeroshot: list[dict]  # its zero-shot curve as stored; write_report puts it on the full runs' scale
     config: dict
     stage: dict | None  # the study's record of the stage that made it; None outside a study
 
@@ -96,8 +96,8 @@ def read_pretrain(path: Path) -> PretrainRun:
     per_step = train[-1]["tokens"] / train[-1]["step"]
     val = [{**r, "tokens": tokens_at.get(r["step"], r["step"] * per_step)} for r in rows if r["split"] == "val"]
     config = io.read_json(path / "config.json") if (path / "config.json").is_file() else {}
-    rows = [{**row, "normalised": normalised(row["task"], row["value"], row.get("best"))} for row in read_curve(path)]
-    return PretrainRun(path, path.name, figures.Curve(path.name, train, val), rows, config, stages.finished(path))
+    return PretrainRun(path, path.name, figures.Curve(path.name, train, val), read_curve(path), config,
+                       stages.finished(path))
 
 
 def setting_of(arch: str, scratch: bool, transfer: int, n_layer: int, lm_coef: float) -> str:

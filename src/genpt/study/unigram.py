@@ -18,7 +18,7 @@ from torch import nn
 from genpt import io
 from genpt.data.shards import TokenShards
 from genpt.errors import GenptError
-from genpt.load import load_tokenizer
+from genpt.load import inference_device, load_tokenizer
 from genpt.tokenizer import Tokenizer
 
 
@@ -37,8 +37,9 @@ class UnigramLM(nn.Module):
 
 
 def unigram_of_run(run_dir: str | Path) -> tuple[UnigramLM, Tokenizer]:
-    """The unigram model of the training split a pre-training run read (its config.json's shards), with the
-    run's tokenizer, refused by name where the shards are gone or were made with another tokenizer."""
+    """The unigram model of the training split a pre-training run read (its config.json's shards), on the GPU
+    where there is one, with the run's tokenizer; refused by name where the shards are gone or were made with
+    another tokenizer."""
     run_dir = Path(run_dir)
     config = io.read_json(run_dir / "config.json", "expected a pre-training run")
     shards_dir = config.get("data", {}).get("shards")
@@ -49,7 +50,8 @@ def unigram_of_run(run_dir: str | Path) -> tuple[UnigramLM, Tokenizer]:
     tokenizer = load_tokenizer(run_dir)
     if shards.tokenizer_fingerprint != tokenizer.fingerprint:
         raise GenptError(f"{shards_dir}: made with another tokenizer than {run_dir}'s")
-    return UnigramLM(shards.token_counts(), config["model"]["n_ctx"]), tokenizer
+    model = UnigramLM(shards.token_counts(), config["model"]["n_ctx"]).to(inference_device())
+    return model, tokenizer
 
 
 __all__ = ["UnigramLM", "unigram_of_run"]

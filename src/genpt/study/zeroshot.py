@@ -404,7 +404,7 @@ def zeroshot_curve(run_dir: str | Path, tasks: Sequence[ZeroShotData]) -> list[d
     except GenptError as e:
         log.info("no unigram reference: %s", e)
     else:
-        rows += scored(model.to(loading.inference_device()), tokenizer, step=0, tokens=0, reference=UNIGRAM)
+        rows += scored(model, tokenizer, step=0, tokens=0, reference=UNIGRAM)
     return rows
 
 
@@ -412,11 +412,7 @@ def score_run(path: str | Path, task: str, data: str | Path, train: str | Path |
               limit: int = 0, unigram: bool = False) -> ZeroShotResult:
     """`task`'s zero-shot score of the model in `path` on the labeled file `data` (CoLA, SST-2: threshold on
     `train`); with `unigram`, of the unigram model of the tokens the run in `path` was trained on."""
-    if unigram:
-        model, tokenizer = unigram_of_run(path)
-        model = model.to(loading.inference_device())
-    else:
-        model, tokenizer = load_lm(path)
+    model, tokenizer = unigram_of_run(path) if unigram else load_lm(path)
     train_examples = read_task(task, train, limit) if train else None
     return zeroshot(model, tokenizer, task, read_task(task, data, limit), train_examples)
 
