@@ -207,8 +207,10 @@ def test_a_zero_shot_threshold_is_chosen_on_a_bounded_share_of_the_training_set(
     monkeypatch.setattr(study_run.zs, "zeroshot_curve", lambda run, specs: seen.extend(specs) or [])
     monkeypatch.setattr(study_run.zs, "write_curve", lambda run, rows: None)
     study_run._zeroshot_stage(tmp_path, [task])
-    assert list(seen[0].train_examples) == task.examples()[0][:25]  # the first of a seeded sample: a fair share
-    assert len(seen[0].examples) == 1043  # the dev set it is scored on stays whole
+    assert [spec.task for spec in seen] == ["cola", "cola_slor"]  # the paper's heuristic and the corrected one
+    for spec in seen:
+        assert list(spec.train_examples) == task.examples()[0][:25]  # the first of a seeded sample: a fair share
+        assert len(spec.examples) == 1043  # the dev set it is scored on stays whole
 
 
 def test_a_zero_shot_heuristic_without_a_threshold_scores_the_training_stories_too(tmp_path, monkeypatch):
@@ -221,8 +223,10 @@ def test_a_zero_shot_heuristic_without_a_threshold_scores_the_training_stories_t
     monkeypatch.setattr(study_run.zs, "zeroshot_curve", lambda run, specs: seen.extend(specs) or [])
     monkeypatch.setattr(study_run.zs, "write_curve", lambda run, rows: None)
     study_run._zeroshot_stage(tmp_path, [task])
-    assert len(seen[0].examples) == 1871 and seen[0].train_examples is None  # all of them, not the 100 sampled
-    assert list(seen[0].examples[-374:]) == task.examples()[1]  # the dev stories among them
+    assert [spec.task for spec in seen] == ["story_cloze", "story_cloze_pmi"]
+    for spec in seen:
+        assert len(spec.examples) == 1871 and spec.train_examples is None  # all of them, not the 100 sampled
+        assert list(spec.examples[-374:]) == task.examples()[1]  # the dev stories among them
 
 
 def test_a_task_s_own_finetune_table_overrides_the_recipe_s_for_that_task_only(tmp_path):

@@ -147,6 +147,47 @@ def test_story_cloze_picks_the_ending_with_the_higher_mean_logprob(lm):
     assert zs.zeroshot(model, tokenizer, "story_cloze", examples).predictions == expected
 
 
+def test_story_cloze_pmi_picks_the_ending_the_story_raises_most_over_it_read_alone(lm):
+    model, tokenizer, _ = lm
+    stories = [("Rick grew up in a troubled house.", "He joined a gang.", "He is happy now."),
+               ("Jane knocked on the door.", "Susan was at home.", "She did not answer."),
+               ("The film was good.", "A good story ends well.", "A bad one ends badly."),
+               ("The trophy does not fit.", "It is too large.", "The case is very positive.")]
+    examples = [Example(s, i % 2, f"s:{i}") for i, s in enumerate(stories)]
+
+    def pmi(story: str, ending: str) -> float:
+        return np.mean(hand_logprobs(model, tokenizer, story, " " + ending)) - np.mean(
+            hand_logprobs(model, tokenizer, "", " " + ending))
+
+    expected = [int(np.argmax([pmi(c, e) for e in endings])) for c, *endings in stories]
+    result = zs.zeroshot(model, tokenizer, "story_cloze_pmi", examples)
+    assert result.predictions == expected and result.metric == "accuracy" and "mutual information" in result.detail
+
+
+def test_cola_slor_thresholds_the_log_probability_less_a_unigram_model_s(lm):
+    """SLOR: the mean over tokens of log p_model - log p_unigram, thresholded as CoLA's mean log-probability."""
+    from genpt.study.unigram import UnigramLM
+
+    model, tokenizer, _ = lm
+    counts = np.arange(tokenizer.vocab_size, dtype=np.float64) % 7
+    unigram = UnigramLM(counts, n_ctx=model.config.n_ctx)
+    frequencies = np.log((counts + 1) / (counts + 1).sum())
+    train = [Example((s,), int(i % 3 != 0), f"t:{i}") for i, s in enumerate(SENTENCES)]
+    dev = [Example((s,), i % 2, f"d:{i}") for i, s in enumerate(reversed(SENTENCES))]
+
+    def slor(text: str) -> float:
+        return np.mean(np.array(hand_logprobs(model, tokenizer, "", text)) - frequencies[tokenizer.encode(text)])
+
+    threshold = zs.best_threshold(np.array([slor(e.texts[0]) for e in train]), np.array([e.label for e in train]))
+    result = zs.zeroshot(model, tokenizer, "cola_slor", dev, train, unigram)
+    assert result.predictions == [int(slor(e.texts[0]) > threshold) for e in dev]
+    assert f"(SLOR) > {threshold:.4f} nats" in result.detail
+    plain = zs.zeroshot(model, tokenizer, "cola", dev, train, unigram)  # the paper's heuristic ignores the unigram
+    assert plain.detail == zs.zeroshot(model, tokenizer, "cola", dev, train).detail
+    with pytest.raises(GenptError, match="cola_slor: compares with a unigram model"):
+        zs.zeroshot(model, tokenizer, "cola_slor", dev, train)
+
+
 def test_wnli_alignment_finds_the_pronoun_the_hypothesis_replaces():
     a = zs.wnli_alignment("Jane knocked on Susan's door but she did not answer.", "Susan did not answer.")
     assert (a.before(a.candidate), a.rest, a.pronoun, a.candidate) == (
@@ -249,6 +290,16 @@ def test_the_unigram_reference_scores_the_run_s_token_frequencies(tmp_path, caps
     assert reference["value"] == alone.value and reference["examples"] == 40
     assert len(rows) == len(ckpt.checkpoint_dirs(run)) + 1  # a row a checkpoint, and the reference
 
+    # The corrected heuristic reads the same unigram model (the run's, or the checkpoint's run's) and has no
+    # reference row: the unigram model scores it at chance by construction.
+    rows = zs.zeroshot_curve(run, [zs.ZeroShotData("story_cloze_pmi", stories, limit=40)])
+    assert [r["task"] for r in rows] == ["story_cloze_pmi"] * len(ckpt.checkpoint_dirs(run))
+    cola = tmp_path / "cola.tsv"
+    cola.write_text("".join(f"src\t{i % 2}\t\t{s}\n" for i, s in enumerate(SENTENCES)))
+    checkpoint = ckpt.checkpoint_dirs(run)[-1]
+    code = main(["zeroshot", str(checkpoint), "--task", "cola_slor", "--data", str(cola), "--train", str(cola)])
+    assert code == 0 and "less the unigram model's (SLOR)" in capsys.readouterr().out
+
     for file in (tmp_path / "shards").iterdir():
         file.unlink()
     assert not [r for r in zs.zeroshot_curve(run, [zs.ZeroShotData("story_cloze", stories, limit=8)])
@@ -257,3 +308,5 @@ def test_the_unigram_reference_scores_the_run_s_token_frequencies(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and "are not there; the unigram reference counts their tokens" in err
     assert len(err.strip().splitlines()) == 1
+    with pytest.raises(GenptError, match="are not there"):  # cola_slor cannot be scored without them
+        zs.zeroshot_curve(run, [zs.ZeroShotData("cola_slor", cola, train=cola)])

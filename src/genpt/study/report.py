@@ -30,7 +30,7 @@ from genpt.load import inference_device, load_finetuned
 from genpt.metrics import standard_error
 from genpt.predict import predict
 from genpt.study import figures, stages
-from genpt.study.zeroshot import MIN_GAIN, normalised, read_curve
+from genpt.study.zeroshot import MIN_GAIN, base_task, normalised, read_curve
 
 REPORT = "report.md"
 METRICS = "metrics.jsonl"  # genpt.train.metrics_log writes it
@@ -189,7 +189,7 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
                     r.curve.name = r.name
     best = _full_scores(fine)
     for r in pre:  # the zero-shot curves' scale: these full runs where they are given, else what the curve stored
-        r.zeroshot = [{**row, "best": (top := best.get(row["task"], row.get("best"))),
+        r.zeroshot = [{**row, "best": (top := best.get(base_task(row["task"]), row.get("best"))),
                        "normalised": normalised(row["task"], row["value"], top)} for row in r.zeroshot]
     if not own_folder:
         _output_folder(output)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from genpt import io
+from genpt.checkpoint import CHECKPOINTS
 from genpt.data.shards import TokenShards
 from genpt.errors import GenptError
 from genpt.load import inference_device, load_tokenizer
@@ -39,8 +40,11 @@ class UnigramLM(nn.Module):
 def unigram_of_run(run_dir: str | Path) -> tuple[UnigramLM, Tokenizer]:
     """The unigram model of the training split a pre-training run read (its config.json's shards), on the GPU
     where there is one, with the run's tokenizer; refused by name where the shards are gone or were made with
-    another tokenizer."""
+    another tokenizer. A checkpoint folder (RUN/checkpoints/step_N, whose config names no shards) stands for its
+    run."""
     run_dir = Path(run_dir)
+    if run_dir.parent.name == CHECKPOINTS:
+        run_dir = run_dir.parent.parent
     config = io.read_json(run_dir / "config.json", "expected a pre-training run")
     shards_dir = config.get("data", {}).get("shards")
     if not shards_dir or not (Path(shards_dir) / "meta.json").is_file():

@@ -15,6 +15,16 @@ Each heuristic reads only the language model's log-probabilities (genpt.scoring)
   pronoun replaced by one candidate; the candidate under which the rest of the premise is likeliest
   is taken as the referent.
 
+Two of them favour common words whatever the text says: a unigram model of the books picks the right Story Cloze
+ending 54% of the time (docs/results.md, item 13), and a sentence of common words looks acceptable to CoLA's
+threshold. Each has a frequency-corrected variant (not in the paper) that measures only what the model reads:
+
+- story_cloze_pmi: each ending's mean token log-probability given the story less its mean read alone (after
+  end-of-text): how much the story raised it, the pointwise mutual information of ending and story.
+- cola_slor: the mean, over the sentence's tokens, of the model's log-probability less a unigram model's of the
+  pre-training tokens (SLOR, Lau, Clark and Lappin 2017), thresholded as CoLA's.
+A unigram model scores both at chance by construction, so they carry no unigram reference row.
+
 Every text is read after the end-of-text token, which is how pre-training saw a document begin, so
 its first token is scored too; a context and its continuation are encoded separately and joined.
 Scores are fractions, as everywhere in genpt: accuracy for SST-2, Story Cloze and WNLI, MCC for CoLA.
@@ -43,17 +53,25 @@ from genpt.study.unigram import unigram_of_run
 
 log = logging.getLogger("genpt")
 
-TASKS = ("sst2", "cola", "story_cloze", "wnli")
-METRIC = {"sst2": "accuracy", "cola": "mcc", "story_cloze": "accuracy", "wnli": "accuracy"}
-CHANCE = {"sst2": 0.5, "cola": 0.0, "story_cloze": 0.5, "wnli": 0.5}  # a random guess's expected score
+TASKS = ("sst2", "cola", "story_cloze", "wnli", "cola_slor", "story_cloze_pmi")
+CORRECTED = {"cola": "cola_slor", "story_cloze": "story_cloze_pmi"}  # a task's frequency-corrected heuristic
+METRIC = {"sst2": "accuracy", "cola": "mcc", "story_cloze": "accuracy", "wnli": "accuracy", "cola_slor": "mcc",
+          "story_cloze_pmi": "accuracy"}
+# a random guess's expected score
+CHANCE = {"sst2": 0.5, "cola": 0.0, "story_cloze": 0.5, "wnli": 0.5, "cola_slor": 0.0, "story_cloze_pmi": 0.5}
 CURVE_FILE = "zeroshot.jsonl"
 UNIGRAM = "unigram"  # a curve row's `reference`: the heuristic scored by the run's token frequencies, not a checkpoint
-THRESHOLDED = ("cola", "sst2")  # the tasks whose threshold the study chooses on their training sentences
+THRESHOLDED = ("cola", "sst2", "cola_slor")  # the tasks whose threshold the study chooses on their training sentences
 # The best fine-tuned score must beat chance by this much to normalise by it: the unit of the scale must be
 # large against the zero-shot scores' own wobble. The cpu recipe's CoLA zero-shot MCC moves by 0.01-0.08
 # from one checkpoint to the next; divided by its fine-tuned 0.039 (then 0.055) that read as 0.2-1.4 times
 # the fine-tuned model, up and down.
 MIN_GAIN = 0.1
+
+
+def base_task(task: str) -> str:
+    """The built-in task a heuristic scores (its data, labels and fine-tuned score): "cola" for "cola_slor"."""
+    return next((base for base, corrected in CORRECTED.items() if corrected == task), task)
 
 
 # Padded tokens scored in one forward pass of `continuation_logprobs_many`: bounds its logits' memory (tokens x
@@ -135,9 +153,14 @@ def sst2_margins(model, tokenizer, examples: Sequence[Example]) -> np.ndarray:
                                                                                   strict=True)])
 
 
-def cola_scores(model, tokenizer, examples: Sequence[Example]) -> np.ndarray:
-    """Each sentence's mean token log-probability (nats)."""
-    scored = continuation_logprobs_many(model, tokenizer, [("", e.texts[0]) for e in examples])
+def cola_scores(model, tokenizer, examples: Sequence[Example], unigram=None) -> np.ndarray:
+    """Each sentence's mean token log-probability (nats); given a `unigram` model, the mean of each token's
+    log-probability less the unigram's (SLOR)."""
+    texts = [("", e.texts[0]) for e in examples]
+    scored = continuation_logprobs_many(model, tokenizer, texts)
+    if unigram is not None:
+        frequencies = continuation_logprobs_many(unigram, tokenizer, texts)
+        scored = [[a - b for a, b in zip(lm, uni, strict=True)] for lm, uni in zip(scored, frequencies, strict=True)]
     return np.array([mean(v) for v in scored])
 
 
@@ -161,11 +184,16 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(candidates[int(np.argmax(mcc))])
 
 
-def story_cloze_predictions(model, tokenizer, examples: Sequence[Example]) -> list[int]:
-    """The index of the ending with the highest mean token log-probability after the story."""
+def story_cloze_predictions(model, tokenizer, examples: Sequence[Example], pmi: bool = False) -> list[int]:
+    """The index of the ending with the highest mean token log-probability after the story; with `pmi`, less the
+    ending's mean read alone after end-of-text (the same tokens: only the story differs)."""
     pairs = [(e.texts[0], " " + ending.strip()) for e in examples for ending in e.texts[1:]]
-    scores = iter(mean(v) for v in continuation_logprobs_many(model, tokenizer, pairs))
-    return [int(np.argmax([next(scores) for _ in e.texts[1:]])) for e in examples]
+    scores = [mean(v) for v in continuation_logprobs_many(model, tokenizer, pairs)]
+    if pmi:
+        alone = continuation_logprobs_many(model, tokenizer, [("", ending) for _, ending in pairs])
+        scores = [s - mean(v) for s, v in zip(scores, alone, strict=True)]
+    ordered = iter(scores)
+    return [int(np.argmax([next(ordered) for _ in e.texts[1:]])) for e in examples]
 
 
 PRONOUNS = {"he", "she", "it", "they", "him", "her", "them", "his", "hers", "its", "their", "theirs", "we",
@@ -304,9 +332,9 @@ class ZeroShotResult:
 
 
 def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
-             train_examples: Sequence[Example] | None = None) -> ZeroShotResult:
+             train_examples: Sequence[Example] | None = None, unigram=None) -> ZeroShotResult:
     """Score `examples` of `task` (one of TASKS) with its heuristic; CoLA needs `train_examples`, SST-2 takes
-    them for its threshold."""
+    them for its threshold; cola_slor needs both them and the `unigram` model of the pre-training tokens."""
     if task not in TASKS:
         raise GenptError(f"zero-shot task {task!r}: expected one of {', '.join(TASKS)}")
     if not examples:
@@ -326,27 +354,37 @@ def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
         elif task == "story_cloze":
             predicted = story_cloze_predictions(model, tokenizer, examples)
             detail = "the ending with the higher mean token log-probability given the story"
-        elif task == "cola":
+        elif task == "story_cloze_pmi":
+            predicted = story_cloze_predictions(model, tokenizer, examples, pmi=True)
+            detail = ("the ending whose mean token log-probability the story raises most over the ending read alone "
+                      "(pointwise mutual information)")
+        elif task in ("cola", "cola_slor"):
             if not train_examples:
-                raise GenptError("zero-shot cola: the threshold is chosen on the training split; give --train FILE")
-            train_scores = cola_scores(model, tokenizer, train_examples)
+                raise GenptError(f"zero-shot {task}: the threshold is chosen on the training split; give --train FILE")
+            if task == "cola_slor" and unigram is None:
+                raise GenptError("zero-shot cola_slor: compares with a unigram model of the pre-training tokens; "
+                                 "give a pre-training run whose shards are there")
+            reference = unigram if task == "cola_slor" else None
+            train_scores = cola_scores(model, tokenizer, train_examples, reference)
             threshold = best_threshold(train_scores, np.array([e.label for e in train_examples]))
-            predicted = [int(s > threshold) for s in cola_scores(model, tokenizer, examples)]
-            detail = (f"acceptable when the mean token log-probability > {threshold:.4f} nats, the threshold "
+            predicted = [int(s > threshold) for s in cola_scores(model, tokenizer, examples, reference)]
+            measure = ("mean token log-probability less the unigram model's (SLOR)" if reference is not None
+                       else "mean token log-probability")
+            detail = (f"acceptable when the {measure} > {threshold:.4f} nats, the threshold "
                       f"maximising MCC on {len(train_examples)} training sentences")
         else:
             predicted, counts = wnli_predictions(model, tokenizer, examples)
             detail = (f"{counts['grouped']} examples compared with another example's candidate for the same "
                       f"pronoun, {counts['alternatives']} with referents found in the premise, {counts['pronoun']} "
                       f"with the pronoun itself, {counts['unaligned']} unaligned (predicted 0)")
-    names = tuple(dict.fromkeys((METRIC[task], *builtin_task(task).metrics)))
+    names = tuple(dict.fromkeys((METRIC[task], *builtin_task(base_task(task)).metrics)))
     values = metrics.compute(names, predicted, [e.label for e in examples])
     return ZeroShotResult(task, METRIC[task], values[METRIC[task]], values, len(examples), predicted, detail)
 
 
 def read_task(task: str, path: str | Path, limit: int = 0) -> list[Example]:
     """A built-in task's labeled file, its first `limit` examples when `limit` > 0."""
-    examples = read_examples(builtin_task(task), path)
+    examples = read_examples(builtin_task(base_task(task)), path)
     return examples[:limit] if limit > 0 else examples
 
 
@@ -385,11 +423,18 @@ def zeroshot_curve(run_dir: str | Path, tasks: Sequence[ZeroShotData]) -> list[d
     if not checkpoints:
         raise GenptError(f"{run_dir}: no checkpoints (expected {ckpt.CHECKPOINTS}/step_NNNNNNNN/)")
     data = [(t, *t.read()) for t in tasks]
+    try:  # what the heuristics score from word frequencies alone, the line a model must rise above
+        unigram, unigram_tokenizer = unigram_of_run(run_dir)
+    except GenptError as e:
+        if any(t.task == "cola_slor" for t in tasks):
+            raise
+        log.info("no unigram reference: %s", e)
+        unigram = None
 
-    def scored(model, tokenizer, **where) -> list[dict]:
+    def scored(model, tokenizer, specs, **where) -> list[dict]:
         rows = []
-        for spec, examples, train in data:
-            result = zeroshot(model, tokenizer, spec.task, examples, train)
+        for spec, examples, train in specs:
+            result = zeroshot(model, tokenizer, spec.task, examples, train, unigram)
             rows.append({**where, "task": spec.task, "metric": result.metric, "value": result.value,
                          "chance": CHANCE[spec.task], "best": spec.best,
                          "normalised": normalised(spec.task, result.value, spec.best), "examples": result.examples})
@@ -398,23 +443,22 @@ def zeroshot_curve(run_dir: str | Path, tasks: Sequence[ZeroShotData]) -> list[d
     rows = []
     for checkpoint in checkpoints:
         state = ckpt.read_state(checkpoint)
-        rows += scored(*load_lm(checkpoint), step=state["step"], tokens=state.get("tokens_seen", 0))
-    try:  # what the heuristics score from word frequencies alone, the line a model must rise above
-        model, tokenizer = unigram_of_run(run_dir)
-    except GenptError as e:
-        log.info("no unigram reference: %s", e)
-    else:
-        rows += scored(model, tokenizer, step=0, tokens=0, reference=UNIGRAM)
+        rows += scored(*load_lm(checkpoint), data, step=state["step"], tokens=state.get("tokens_seen", 0))
+    if unigram is not None:  # the corrected heuristics score the unigram model at chance by construction: not drawn
+        uncorrected = [d for d in data if d[0].task not in CORRECTED.values()]
+        rows += scored(unigram, unigram_tokenizer, uncorrected, step=0, tokens=0, reference=UNIGRAM)
     return rows
 
 
 def score_run(path: str | Path, task: str, data: str | Path, train: str | Path | None = None,
               limit: int = 0, unigram: bool = False) -> ZeroShotResult:
     """`task`'s zero-shot score of the model in `path` on the labeled file `data` (CoLA, SST-2: threshold on
-    `train`); with `unigram`, of the unigram model of the tokens the run in `path` was trained on."""
+    `train`); with `unigram`, of the unigram model of the tokens the run in `path` was trained on (which
+    cola_slor reads in any case)."""
     model, tokenizer = unigram_of_run(path) if unigram else load_lm(path)
+    reference = unigram_of_run(path)[0] if task == "cola_slor" else None
     train_examples = read_task(task, train, limit) if train else None
-    return zeroshot(model, tokenizer, task, read_task(task, data, limit), train_examples)
+    return zeroshot(model, tokenizer, task, read_task(task, data, limit), train_examples, reference)
 
 
 def score_checkpoints(run_dir: str | Path, spec: ZeroShotData) -> tuple[list[dict], Path]:
