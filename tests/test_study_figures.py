@@ -62,3 +62,13 @@ def test_a_unigram_reference_is_one_level_per_task_not_a_point_of_the_curve(tmp_
     assert "dash-dotted, each task's heuristic scored by a unigram model" in with_reference.caption
     assert "unigram" not in without.caption
     assert coloured_pixels(tmp_path / "ref.png") > coloured_pixels(tmp_path / "bare.png")
+
+
+def test_a_frequency_corrected_heuristic_is_named_in_the_caption_as_drawing_no_reference(tmp_path):
+    story = rows("story_cloze", "accuracy", 0.5, [0.52, 0.53], best=0.68)
+    pmi = rows("story_cloze_pmi", "accuracy", 0.5, [0.53, 0.51], best=0.68)
+    figure = zeroshot_curves({"gpt": story + pmi}, tmp_path / "z.png", 0.1, corrected=["cola_slor", "story_cloze_pmi"])
+    assert "; story_cloze_pmi: the heuristic corrected for word frequency" in figure.caption
+    assert "cola_slor" not in figure.caption  # only the corrected heuristics drawn
+    plain = zeroshot_curves({"gpt": story}, tmp_path / "p.png", 0.1, corrected=["cola_slor", "story_cloze_pmi"])
+    assert "corrected" not in plain.caption

@@ -233,9 +233,11 @@ def _zeroshot_panel(ax, runs: Mapping[str, Sequence[dict]], tasks: Sequence[str]
     ax.grid(alpha=0.3)
 
 
-def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: float) -> Figure:
+def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: float,
+                    corrected: Sequence[str] = ()) -> Figure:
     """runs[name] = zero-shot rows (tokens, task, value, normalised) of one pre-training run's checkpoints;
-    `min_gain`: how far fine-tuning had to beat chance for a task to be normalised (genpt.study.zeroshot).
+    `min_gain`: how far fine-tuning had to beat chance for a task to be normalised (genpt.study.zeroshot);
+    `corrected`: the heuristics corrected for word frequency, which the caption names.
     Tasks without that scale get a panel of their own in their metric, beside the normalised ones."""
     every = sorted({r["task"] for rows in runs.values() for r in rows})
     scaled = [t for t in every if all(r.get("normalised") is not None for rows in runs.values() for r in rows
@@ -262,6 +264,9 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
     if any(r.get("reference") for rows in runs.values() for r in rows):
         scale += ("; dash-dotted, each task's heuristic scored by a unigram model of the pre-training tokens (word "
                   "frequencies alone, nothing read in context): a curve below it has not yet learnt more than them")
+    if drawn := [t for t in every if t in corrected]:
+        scale += (f"; {', '.join(drawn)}: the heuristic corrected for word frequency (not the paper's; "
+                  "genpt.study.zeroshot), which a unigram model scores at chance, so it has no reference line")
     shaded = any(_counted([r for r in rows if r["task"] == t]) for rows in runs.values() for t in every)
     band = (" Shaded: one standard error of each score from the number of dev examples scored (binomial for "
             "accuracy, (1 - r^2)/sqrt(n - 1) for the MCC): a rise inside the shading is noise."
