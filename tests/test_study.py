@@ -1,6 +1,7 @@
 """`genpt study` on the tiny recipe: every stage runs once into its folder, report.md and its figures appear,
 and a second invocation retrains nothing and writes the same tables."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -206,6 +207,12 @@ def test_a_zero_shot_threshold_is_chosen_on_a_bounded_share_of_the_training_set(
     monkeypatch.setattr(study_run, "THRESHOLD_EXAMPLES", 25)
     monkeypatch.setattr(study_run.zs, "zeroshot_curve", lambda run, specs: seen.extend(specs) or [])
     monkeypatch.setattr(study_run.zs, "write_curve", lambda run, rows: None)
+    study_run._zeroshot_stage(tmp_path, [task])
+    assert [spec.task for spec in seen] == ["cola"]  # no shards to count: no cola_slor, and no failure
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "meta.json").write_text("{}")
+    (tmp_path / "config.json").write_text(json.dumps({"data": {"shards": str(tmp_path / "shards")}}))
+    seen.clear()
     study_run._zeroshot_stage(tmp_path, [task])
     assert [spec.task for spec in seen] == ["cola", "cola_slor"]  # the paper's heuristic and the corrected one
     for spec in seen:

@@ -36,6 +36,7 @@ from genpt.study import stages
 from genpt.study import zeroshot as zs
 from genpt.study.claims import Claims, Later
 from genpt.study.report import write_report
+from genpt.study.unigram import shards_of_run
 from genpt.train.finetune import finetune
 from genpt.train.pretrain import pretrain
 
@@ -367,15 +368,22 @@ def _pretrained(recipe: Recipe, run: Path) -> Callable[[], bool]:
     return (lambda: True) if "init" in recipe.pretrain else partial(_done, run)
 
 
-def _zeroshot_heuristics(tasks: Sequence[Task]) -> list[str]:
-    """The heuristics a curve scores: each task's, and its frequency-corrected one where it has one."""
-    return [name for t in tasks for name in (t.name, zs.CORRECTED.get(t.name)) if name]
+def _zeroshot_heuristics(run: Path, tasks: Sequence[Task]) -> list[str]:
+    """The heuristics a curve scores: each task's, and its frequency-corrected one where it has one (cola_slor
+    only where the run's shards are there to count: a given run's may not be)."""
+    try:
+        shards_of_run(run)
+        counted = True
+    except GenptError:
+        counted = False
+    return [name for t in tasks for name in (t.name, zs.CORRECTED.get(t.name))
+            if name and (counted or name not in zs.COUNTED)]
 
 
 def _zeroshot_done(run: Path, tasks: Sequence[Task]) -> bool:
     """The run's curve has every heuristic's rows (a given run may hold a curve `genpt zeroshot` drew of others;
     a curve drawn before the corrected heuristics is scored again)."""
-    return set(_zeroshot_heuristics(tasks)) <= {row["task"] for row in zs.read_curve(run)}
+    return set(_zeroshot_heuristics(run, tasks)) <= {row["task"] for row in zs.read_curve(run)}
 
 
 def _zeroshot_stage(run: Path, tasks: Sequence[Task]) -> None:
@@ -385,7 +393,7 @@ def _zeroshot_stage(run: Path, tasks: Sequence[Task]) -> None:
         return
     specs = []
     for t in tasks:
-        for heuristic in _zeroshot_heuristics([t]):
+        for heuristic in _zeroshot_heuristics(run, [t]):
             if heuristic in zs.THRESHOLDED:
                 train, dev = t.examples()
                 # One threshold on a line needs no more: scoring 5,000 sentences at every checkpoint would cost

@@ -37,6 +37,16 @@ class UnigramLM(nn.Module):
         return SimpleNamespace(logits=self.logp.expand(*ids.shape, -1))
 
 
+def shards_of_run(run_dir: str | Path) -> Path:
+    """The shards a pre-training run was trained on (its config.json's), refused by name where they are gone."""
+    config = io.read_json(Path(run_dir) / "config.json", "expected a pre-training run")
+    shards_dir = config.get("data", {}).get("shards")
+    if not shards_dir or not (Path(shards_dir) / "meta.json").is_file():
+        raise GenptError(f"{run_dir}: the shards it was trained on ({shards_dir}) are not there; the unigram "
+                         "reference counts their tokens")
+    return Path(shards_dir)
+
+
 def unigram_of_run(run_dir: str | Path) -> tuple[UnigramLM, Tokenizer]:
     """The unigram model of the training split a pre-training run read (its config.json's shards), on the GPU
     where there is one, with the run's tokenizer; refused by name where the shards are gone or were made with
@@ -45,17 +55,14 @@ def unigram_of_run(run_dir: str | Path) -> tuple[UnigramLM, Tokenizer]:
     run_dir = Path(run_dir)
     if run_dir.parent.name == CHECKPOINTS:
         run_dir = run_dir.parent.parent
-    config = io.read_json(run_dir / "config.json", "expected a pre-training run")
-    shards_dir = config.get("data", {}).get("shards")
-    if not shards_dir or not (Path(shards_dir) / "meta.json").is_file():
-        raise GenptError(f"{run_dir}: the shards it was trained on ({shards_dir}) are not there; the unigram "
-                         "reference counts their tokens")
+    shards_dir = shards_of_run(run_dir)
     shards = TokenShards(shards_dir)
+    n_ctx = io.read_json(run_dir / "config.json", "expected a pre-training run")["model"]["n_ctx"]
     tokenizer = load_tokenizer(run_dir)
     if shards.tokenizer_fingerprint != tokenizer.fingerprint:
         raise GenptError(f"{shards_dir}: made with another tokenizer than {run_dir}'s")
-    model = UnigramLM(shards.token_counts(), config["model"]["n_ctx"]).to(inference_device())
+    model = UnigramLM(shards.token_counts(), n_ctx).to(inference_device())
     return model, tokenizer
 
 
-__all__ = ["UnigramLM", "unigram_of_run"]
+__all__ = ["UnigramLM", "shards_of_run", "unigram_of_run"]
