@@ -135,13 +135,15 @@ def test_cola_thresholds_mean_logprob_chosen_on_training_sentences(lm):
         zs.zeroshot(model, tokenizer, "cola", dev)
 
 
+STORIES = [("Rick grew up in a troubled house.", "He joined a gang.", "He is happy now."),
+           ("Jane knocked on the door.", "Susan was at home.", "She did not answer."),
+           ("The film was good.", "A good story ends well.", "A bad one ends badly."),
+           ("The trophy does not fit.", "It is too large.", "The case is very positive.")]
+
+
 def test_story_cloze_picks_the_ending_with_the_higher_mean_logprob(lm):
     model, tokenizer, _ = lm
-    stories = [("Rick grew up in a troubled house.", "He joined a gang.", "He is happy now."),
-               ("Jane knocked on the door.", "Susan was at home.", "She did not answer."),
-               ("The film was good.", "A good story ends well.", "A bad one ends badly."),
-               ("The trophy does not fit.", "It is too large.", "The case is very positive.")]
-    examples = [Example(s, i % 2, f"s:{i}") for i, s in enumerate(stories)]
+    stories, examples = STORIES, [Example(s, i % 2, f"s:{i}") for i, s in enumerate(STORIES)]
     expected = [int(np.argmax([np.mean(hand_logprobs(model, tokenizer, c, " " + e)) for e in endings]))
                 for c, *endings in stories]
     assert zs.zeroshot(model, tokenizer, "story_cloze", examples).predictions == expected
@@ -149,11 +151,7 @@ def test_story_cloze_picks_the_ending_with_the_higher_mean_logprob(lm):
 
 def test_story_cloze_pmi_picks_the_ending_the_story_raises_most_over_it_read_alone(lm):
     model, tokenizer, _ = lm
-    stories = [("Rick grew up in a troubled house.", "He joined a gang.", "He is happy now."),
-               ("Jane knocked on the door.", "Susan was at home.", "She did not answer."),
-               ("The film was good.", "A good story ends well.", "A bad one ends badly."),
-               ("The trophy does not fit.", "It is too large.", "The case is very positive.")]
-    examples = [Example(s, i % 2, f"s:{i}") for i, s in enumerate(stories)]
+    stories, examples = STORIES, [Example(s, i % 2, f"s:{i}") for i, s in enumerate(STORIES)]
 
     def pmi(story: str, ending: str) -> float:
         return np.mean(hand_logprobs(model, tokenizer, story, " " + ending)) - np.mean(
