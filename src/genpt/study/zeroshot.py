@@ -456,8 +456,9 @@ def score_run(path: str | Path, task: str, data: str | Path, train: str | Path |
     """`task`'s zero-shot score of the model in `path` on the labeled file `data` (CoLA, SST-2: threshold on
     `train`); with `unigram`, of the unigram model of the tokens the run in `path` was trained on (which
     cola_slor reads in any case)."""
-    model, tokenizer = unigram_of_run(path) if unigram else load_lm(path)
-    reference = unigram_of_run(path)[0] if task == "cola_slor" else None
+    counted = unigram_of_run(path) if unigram or task in COUNTED else None  # its shards counted once
+    model, tokenizer = counted if unigram else load_lm(path)
+    reference = counted[0] if task in COUNTED else None
     train_examples = read_task(task, train, limit) if train else None
     return zeroshot(model, tokenizer, task, read_task(task, data, limit), train_examples, reference)
 
