@@ -15,6 +15,7 @@ from genpt.config import ModelConfig
 from genpt.data.tasks import Example
 from genpt.errors import GenptError
 from genpt.model import GPT
+from genpt.study import continuations
 from genpt.study import zeroshot as zs
 from genpt.tokenizer import Tokenizer
 
@@ -62,11 +63,11 @@ def test_many_continuations_scored_together_match_each_scored_alone(lm, monkeypa
     words = TEXT.split()
     pairs = [(" ".join(words[:k]), " " + " ".join(words[k : k + 1 + k % 7])) for k in range(0, 60, 3)]
     pairs += [("Jane knocked", ""), ("", "A"), ("", " ".join(words[:80]))]  # empty; one token; past n_ctx (64)
-    alone = [zs.continuation_logprobs(model, tokenizer, c, x) for c, x in pairs]
+    alone = [continuations.continuation_logprobs(model, tokenizer, c, x) for c, x in pairs]
     assert alone[1] == pytest.approx(hand_logprobs(model, tokenizer, *pairs[1]), abs=1e-5)
-    for budget in (64, 300, zs.TOKENS_PER_BATCH):  # one text a batch, a few, all that fit
-        monkeypatch.setattr(zs, "TOKENS_PER_BATCH", budget)
-        together = zs.continuation_logprobs_many(model, tokenizer, pairs)
+    for budget in (64, 300, continuations.TOKENS_PER_BATCH):  # one text a batch, a few, all that fit
+        monkeypatch.setattr(continuations, "TOKENS_PER_BATCH", budget)
+        together = continuations.continuation_logprobs_many(model, tokenizer, pairs)
         assert [len(v) for v in together] == [len(v) for v in alone]
         for got, want in zip(together, alone, strict=True):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
@@ -186,6 +187,41 @@ def test_cola_slor_thresholds_the_log_probability_less_a_unigram_model_s(lm):
         zs.zeroshot(model, tokenizer, "cola_slor", dev, train)
 
 
+def test_texts_two_heuristics_read_are_scored_once_by_each_model(lm):
+    """One `Scored` shared by CoLA and cola_slor, the Story Cloze Test and its PMI variant: the second heuristic
+    runs the model only on texts the first did not read (the endings alone), and decides as it does alone."""
+    from genpt.study.unigram import UnigramLM
+
+    model, tokenizer, _ = lm
+    unigram = UnigramLM(np.arange(tokenizer.vocab_size, dtype=np.float64) % 5, n_ctx=model.config.n_ctx)
+    texts: list[list[int]] = []
+    hook = model.register_forward_hook(lambda _m, args, _o: texts.extend(args[0].tolist()))
+    train = [Example((s,), int(i % 3 != 0), f"t:{i}") for i, s in enumerate(SENTENCES)]
+    dev = [Example((s,), i % 2, f"d:{i}") for i, s in enumerate(SENTENCES[:5])]
+    stories = [Example(s, i % 2, f"s:{i}") for i, s in enumerate(STORIES)]
+    try:
+        alone = [zs.zeroshot(model, tokenizer, task, examples, train, unigram) for task, examples in
+                 (("cola", dev), ("cola_slor", dev), ("story_cloze", stories), ("story_cloze_pmi", stories))]
+        reads_alone = len(texts)
+        texts.clear()
+        scored = continuations.Scored()
+        shared = [zs.zeroshot(model, tokenizer, "cola", dev, train, unigram, scored)]
+        cola_reads = len(texts)
+        shared.append(zs.zeroshot(model, tokenizer, "cola_slor", dev, train, unigram, scored))
+        assert len(texts) == cola_reads  # every sentence already read
+        shared.append(zs.zeroshot(model, tokenizer, "story_cloze", stories, None, unigram, scored))
+        story_reads = len(texts)
+        shared.append(zs.zeroshot(model, tokenizer, "story_cloze_pmi", stories, None, unigram, scored))
+    finally:
+        hook.remove()
+    assert len(texts) - story_reads == 2 * len(STORIES)  # only each ending read alone
+    assert cola_reads == len(SENTENCES)  # the dev sentences, also training sentences here, read once
+    assert reads_alone == 2 * (len(train) + len(dev)) + 6 * len(STORIES)
+    assert len(texts) == len(SENTENCES) + 4 * len(STORIES)
+    assert [r.predictions for r in shared] == [r.predictions for r in alone]
+    assert [r.detail for r in shared] == [r.detail for r in alone]
+
+
 def test_wnli_alignment_finds_the_pronoun_the_hypothesis_replaces():
     a = zs.wnli_alignment("Jane knocked on Susan's door but she did not answer.", "Susan did not answer.")
     assert (a.before(a.candidate), a.rest, a.pronoun, a.candidate) == (
@@ -279,7 +315,8 @@ def test_the_unigram_reference_scores_the_run_s_token_frequencies(tmp_path, caps
     counts = np.bincount(ids, minlength=tokenizer.vocab_size) + 1.0
     text = " the king is dead"
     expected = np.log(counts / counts.sum())[tokenizer.encode(text)]
-    np.testing.assert_allclose(zs.continuation_logprobs(model, tokenizer, "long live", text), expected, rtol=1e-5)
+    got = continuations.continuation_logprobs(model, tokenizer, "long live", text)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
 
     stories = SHARED_DATA / "story_cloze" / "cloze_test_val__spring2016 - cloze_test_ALL_val.csv"
     rows = zs.zeroshot_curve(run, [zs.ZeroShotData("story_cloze", stories, limit=40)])

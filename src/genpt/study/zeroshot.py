@@ -25,9 +25,9 @@ threshold. Each has a frequency-corrected variant (not in the paper) that measur
   pre-training tokens (SLOR, Lau, Clark and Lappin 2017), thresholded as CoLA's.
 A unigram model scores both at chance by construction, so they carry no unigram reference row.
 
-Every text is read after the end-of-text token, which is how pre-training saw a document begin, so
-its first token is scored too; a context and its continuation are encoded separately and joined.
-Scores are fractions, as everywhere in genpt: accuracy for SST-2, Story Cloze and WNLI, MCC for CoLA.
+The log-probabilities come from genpt.study.continuations: each text read after end-of-text, many to a forward
+pass, and a text two heuristics read (CoLA's and cola_slor's sentences) scored once in a curve. Scores are
+fractions, as everywhere in genpt: accuracy for SST-2, Story Cloze and WNLI, MCC for CoLA.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from genpt import load as loading
 from genpt.data.readers import read_examples
 from genpt.data.tasks import Example, builtin_task
 from genpt.errors import GenptError
-from genpt.scoring import token_logprobs
+from genpt.study.continuations import Scored, continuation_logprobs, continuation_logprobs_many
 from genpt.study.unigram import unigram_of_run
 
 log = logging.getLogger("genpt")
@@ -75,11 +75,6 @@ def base_task(task: str) -> str:
     return next((base for base, corrected in CORRECTED.items() if corrected == task), task)
 
 
-# Padded tokens scored in one forward pass of `continuation_logprobs_many`: bounds its logits' memory (tokens x
-# vocabulary floats: 256 MB at 16,384 ids) while still filling a GPU with a few dozen sentences at a time.
-TOKENS_PER_BATCH = 4096
-
-
 def load_lm(path: str | Path):
     """The language model and tokenizer in a run or checkpoint folder, on the GPU where there is one: the one
     place this module loads."""
@@ -87,82 +82,29 @@ def load_lm(path: str | Path):
     return loaded.lm, loaded.tokenizer
 
 
-def _joined(model, tokenizer, context: str, continuation: str) -> tuple[list[int], int]:
-    """The ids read for `continuation` after end-of-text + `context` (cut from the left to fit), and how many of
-    them come before the continuation; no ids for an empty continuation."""
-    cont = tokenizer.encode(continuation)
-    if not cont:
-        return [], 0
-    prefix = [tokenizer.eot_id, *tokenizer.encode(context)]
-    room = model.config.n_ctx - len(cont)
-    if len(prefix) > room:
-        prefix = prefix[-max(room, 1):]
-    return prefix + cont, len(prefix)
-
-
-def continuation_logprobs(model, tokenizer, context: str, continuation: str) -> list[float]:
-    """log p of each token of `continuation` given end-of-text + `context` (cut from the left to fit)."""
-    ids, start = _joined(model, tokenizer, context, continuation)
-    return token_logprobs(model, ids)[start - 1 :] if ids else []
-
-
-@torch.no_grad()
-def continuation_logprobs_many(model, tokenizer, pairs: Sequence[tuple[str, str]]) -> list[list[float]]:
-    """`continuation_logprobs` of each (context, continuation) pair, many texts to a forward pass.
-
-    Texts of similar length are batched and padded on the right, which a causal model never reads: each
-    text's numbers are those it gets alone, up to float rounding. One at a time, a GPU spends its time
-    launching kernels (thousands of sentences at each of a run's checkpoints)."""
-    model.eval()
-    device = next(model.parameters()).device
-    joined = [_joined(model, tokenizer, context, continuation) for context, continuation in pairs]
-    out: list[list[float]] = [[] for _ in pairs]
-    fits = sorted((i for i, (ids, _) in enumerate(joined) if 2 <= len(ids) <= model.config.n_ctx),
-                  key=lambda i: len(joined[i][0]))
-    for i, (ids, start) in enumerate(joined):  # longer than the context: read in windows, alone
-        if len(ids) > model.config.n_ctx:
-            out[i] = token_logprobs(model, ids)[start - 1 :]
-    batch: list[int] = []
-    for n, i in enumerate(fits):
-        batch.append(i)
-        following = fits[n + 1] if n + 1 < len(fits) else None
-        if following is None or (len(batch) + 1) * len(joined[following][0]) > TOKENS_PER_BATCH:
-            _score_batch(model, [joined[j] for j in batch], device, tokenizer.eot_id, [out[j] for j in batch])
-            batch = []
-    return out
-
-
-def _score_batch(model, joined: Sequence[tuple[list[int], int]], device, pad: int, into: list[list[float]]) -> None:
-    width = max(len(ids) for ids, _ in joined)
-    x = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in joined], device=device)
-    logits = model(x).logits[:, :-1].float()
-    logp = logits.gather(-1, x[:, 1:, None])[..., 0] - logits.logsumexp(dim=-1)
-    for row, (ids, start), values in zip(logp.tolist(), joined, into, strict=True):
-        values.extend(row[start - 1 : len(ids) - 1])
-
-
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("-inf")
 
 
-def sst2_margins(model, tokenizer, examples: Sequence[Example]) -> np.ndarray:
+def sst2_margins(model, tokenizer, examples: Sequence[Example], scored: Scored | None = None) -> np.ndarray:
     """log p(" positive") - log p(" negative") after each sentence and " very" (nats)."""
     contexts = [e.texts[0].rstrip() + " very" for e in examples]
-    scored = continuation_logprobs_many(model, tokenizer, [(c, word) for c in contexts
-                                                           for word in (" positive", " negative")])
-    return np.array([sum(positive) - sum(negative) for positive, negative in zip(scored[::2], scored[1::2],
+    words = continuation_logprobs_many(model, tokenizer, [(c, word) for c in contexts
+                                                          for word in (" positive", " negative")], scored)
+    return np.array([sum(positive) - sum(negative) for positive, negative in zip(words[::2], words[1::2],
                                                                                   strict=True)])
 
 
-def cola_scores(model, tokenizer, examples: Sequence[Example], unigram=None) -> np.ndarray:
+def cola_scores(model, tokenizer, examples: Sequence[Example], unigram=None, scored: Scored | None = None
+                ) -> np.ndarray:
     """Each sentence's mean token log-probability (nats); given a `unigram` model, the mean of each token's
     log-probability less the unigram's (SLOR)."""
     texts = [("", e.texts[0]) for e in examples]
-    scored = continuation_logprobs_many(model, tokenizer, texts)
+    values = continuation_logprobs_many(model, tokenizer, texts, scored)
     if unigram is not None:
-        frequencies = continuation_logprobs_many(unigram, tokenizer, texts)
-        scored = [[a - b for a, b in zip(lm, uni, strict=True)] for lm, uni in zip(scored, frequencies, strict=True)]
-    return np.array([mean(v) for v in scored])
+        frequencies = continuation_logprobs_many(unigram, tokenizer, texts, scored)
+        values = [[a - b for a, b in zip(lm, uni, strict=True)] for lm, uni in zip(values, frequencies, strict=True)]
+    return np.array([mean(v) for v in values])
 
 
 def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -185,13 +127,14 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(candidates[int(np.argmax(mcc))])
 
 
-def story_cloze_predictions(model, tokenizer, examples: Sequence[Example], pmi: bool = False) -> list[int]:
+def story_cloze_predictions(model, tokenizer, examples: Sequence[Example], pmi: bool = False,
+                            scored: Scored | None = None) -> list[int]:
     """The index of the ending with the highest mean token log-probability after the story; with `pmi`, less the
     ending's mean read alone after end-of-text (the same tokens: only the story differs)."""
     pairs = [(e.texts[0], " " + ending.strip()) for e in examples for ending in e.texts[1:]]
-    scores = [mean(v) for v in continuation_logprobs_many(model, tokenizer, pairs)]
+    scores = [mean(v) for v in continuation_logprobs_many(model, tokenizer, pairs, scored)]
     if pmi:
-        alone = continuation_logprobs_many(model, tokenizer, [("", ending) for _, ending in pairs])
+        alone = continuation_logprobs_many(model, tokenizer, [("", ending) for _, ending in pairs], scored)
         scores = [s - mean(v) for s, v in zip(scores, alone, strict=True)]
     ordered = iter(scores)
     return [int(np.argmax([next(ordered) for _ in e.texts[1:]])) for e in examples]
@@ -333,9 +276,11 @@ class ZeroShotResult:
 
 
 def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
-             train_examples: Sequence[Example] | None = None, unigram=None) -> ZeroShotResult:
+             train_examples: Sequence[Example] | None = None, unigram=None, scored: Scored | None = None
+             ) -> ZeroShotResult:
     """Score `examples` of `task` (one of TASKS) with its heuristic; CoLA needs `train_examples`, SST-2 takes
-    them for its threshold; cola_slor needs both them and the `unigram` model of the pre-training tokens."""
+    them for its threshold; cola_slor needs both them and the `unigram` model of the pre-training tokens. Texts
+    already in `scored` are not read again."""
     if task not in TASKS:
         raise GenptError(f"zero-shot task {task!r}: expected one of {', '.join(TASKS)}")
     if not examples:
@@ -343,7 +288,7 @@ def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
     with torch.no_grad():
         if task == "sst2":
             if train_examples:
-                threshold = best_threshold(sst2_margins(model, tokenizer, train_examples),
+                threshold = best_threshold(sst2_margins(model, tokenizer, train_examples, scored),
                                            np.array([e.label for e in train_examples]))
                 detail = (f'sentence + " very": positive when log p(" positive") - log p(" negative") > '
                           f"{threshold:.4f} nats, the threshold maximising MCC on {len(train_examples)} training "
@@ -351,12 +296,12 @@ def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
             else:
                 threshold = 0.0  # the paper's rule: " positive" likelier than " negative"
                 detail = 'sentence + " very": " positive" vs " negative"'
-            predicted = [int(m > threshold) for m in sst2_margins(model, tokenizer, examples)]
+            predicted = [int(m > threshold) for m in sst2_margins(model, tokenizer, examples, scored)]
         elif task == "story_cloze":
-            predicted = story_cloze_predictions(model, tokenizer, examples)
+            predicted = story_cloze_predictions(model, tokenizer, examples, scored=scored)
             detail = "the ending with the higher mean token log-probability given the story"
         elif task == "story_cloze_pmi":
-            predicted = story_cloze_predictions(model, tokenizer, examples, pmi=True)
+            predicted = story_cloze_predictions(model, tokenizer, examples, pmi=True, scored=scored)
             detail = ("the ending whose mean token log-probability the story raises most over the ending read alone "
                       "(pointwise mutual information)")
         elif task in ("cola", "cola_slor"):
@@ -366,9 +311,9 @@ def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
                 raise GenptError("zero-shot cola_slor: compares with a unigram model of the pre-training tokens; "
                                  "give a pre-training run whose shards are there")
             reference = unigram if task == "cola_slor" else None
-            train_scores = cola_scores(model, tokenizer, train_examples, reference)
+            train_scores = cola_scores(model, tokenizer, train_examples, reference, scored)
             threshold = best_threshold(train_scores, np.array([e.label for e in train_examples]))
-            predicted = [int(s > threshold) for s in cola_scores(model, tokenizer, examples, reference)]
+            predicted = [int(s > threshold) for s in cola_scores(model, tokenizer, examples, reference, scored)]
             measure = ("mean token log-probability less the unigram model's (SLOR)" if reference is not None
                        else "mean token log-probability")
             detail = (f"acceptable when the {measure} > {threshold:.4f} nats, the threshold "
@@ -432,10 +377,12 @@ def zeroshot_curve(run_dir: str | Path, tasks: Sequence[ZeroShotData]) -> list[d
         log.info("no unigram reference: %s", e)
         unigram = None
 
+    read = Scored()  # CoLA's sentences and the Story Cloze endings, read once by each model for both heuristics
+
     def scored(model, tokenizer, specs, **where) -> list[dict]:
         rows = []
         for spec, examples, train in specs:
-            result = zeroshot(model, tokenizer, spec.task, examples, train, unigram)
+            result = zeroshot(model, tokenizer, spec.task, examples, train, unigram, read)
             rows.append({**where, "task": spec.task, "metric": result.metric, "value": result.value,
                          "chance": CHANCE[spec.task], "best": spec.best,
                          "normalised": normalised(spec.task, result.value, spec.best), "examples": result.examples})
@@ -496,6 +443,5 @@ def result_dict(result: ZeroShotResult) -> dict:
 
 
 __all__ = ["CHANCE", "CORRECTED", "COUNTED", "METRIC", "TASKS", "THRESHOLDED", "UNIGRAM", "ZeroShotData",
-           "ZeroShotResult", "base_task", "best_threshold", "continuation_logprobs", "continuation_logprobs_many",
-           "load_lm", "normalised", "read_curve", "read_task", "score_checkpoints", "score_run", "wnli_alignment",
-           "write_curve", "zeroshot", "zeroshot_curve"]
+           "ZeroShotResult", "base_task", "best_threshold", "load_lm", "normalised", "read_curve", "read_task",
+           "score_checkpoints", "score_run", "wnli_alignment", "write_curve", "zeroshot", "zeroshot_curve"]
