@@ -110,7 +110,9 @@ def test_the_stages_machines_and_times_are_summed_by_kind_and_machine():
                         "2026-12-02 13:00:00 UTC | 2026-12-02 13:20:00 UTC |")
     assert lines[3].startswith("| fine-tuning | 2 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 1 | 12.0 min |")
     assert lines[4].startswith("| fine-tuning | 1 | AMD EPYC (family 26 model 2) | 2.13.0+cpu | 2 | 1.0 min |")
-    assert "**32.0 minutes** of wall clock" in lines[6] and lines[7].startswith("1 stage(s) resumed")
+    # 13:00-13:30 covered (overlapping stages once), 13:30-13:31 idle, 13:31-13:32: 31 minutes busy of 32
+    assert "**31.0 minutes** of wall clock" in lines[6] and "32.0 minutes from the first stage's start" in lines[6]
+    assert lines[7].startswith("1 stage(s) resumed")
     assert lines[8].startswith("1 more stage(s) were made by a genpt that did not yet record times")
     assert _where_table([SimpleNamespace(stage=None)], []) == ""  # runs made outside a study say nothing
 

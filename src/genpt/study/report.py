@@ -353,9 +353,10 @@ def _where_table(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun]) -> st
     span = (datetime.fromisoformat(max(s["finished"] for s in every))
             - datetime.fromisoformat(min(s["started"] for s in every))).total_seconds()
     resumed = sum(s["resumed"] for s in every)
-    lines += ["", f"From the first stage's start to the last one's finish: **{span / 60:.1f} minutes** of wall clock "
-              "(the stages of several processes overlap; preparing the shards, the zero-shot curves and this report "
-              "are not counted)."]
+    lines += ["", f"Stages ran for **{_busy_seconds(every) / 60:.1f} minutes** of wall clock (their intervals merged: "
+              "stages of several processes at once counted once, pauses between invocations not at all; "
+              f"{span / 60:.1f} minutes from the first stage's start to the last one's finish). Preparing the shards, "
+              "the zero-shot curves and this report are not counted."]
     if resumed:
         lines.append(f"{resumed} stage(s) resumed after an interruption: only the attempt that finished each is "
                      "counted.")
@@ -363,6 +364,19 @@ def _where_table(pre: Sequence[PretrainRun], fine: Sequence[FinetunedRun]) -> st
         lines.append(f"{unrecorded} more stage(s) were made by a genpt that did not yet record times: "
                      "not counted above.")
     return "\n".join(lines)
+
+
+def _busy_seconds(stages: Sequence[dict]) -> float:
+    """Seconds inside at least one stage's [started, finished]: a study stopped and resumed hours later, or run
+    by two workers, is timed by what ran."""
+    busy, end = 0.0, None
+    for start, finish in sorted((datetime.fromisoformat(s["started"]), datetime.fromisoformat(s["finished"]))
+                                for s in stages):
+        if end is None or start > end:
+            busy, end = busy + (finish - start).total_seconds(), finish
+        elif finish > end:
+            busy, end = busy + (finish - end).total_seconds(), finish
+    return busy
 
 
 def _when(iso: str) -> str:
