@@ -182,3 +182,33 @@ def test_a_choice_measured_on_an_oversubscribed_machine_is_measured_again_once_i
     later_process()
     double_path().choose(torch.ones(8))
     assert len(calls) == 2  # quiet now: measured once more, then held
+
+
+def test_a_final_selector_keeps_a_choice_measured_on_a_busy_machine(installed, tmp_path, monkeypatch):
+    """A study's stages run the kernel recorded first, however the load has changed since (another kernel sums
+    in another order, and a stage run later would not repeat the first's numbers)."""
+    calls = []
+    file = tmp_path / "study" / "kernels.json"
+    monkeypatch.setattr(select, "load_per_core", lambda: 9.0)
+    installed(select.Selector("measure", select.Cache(file), fixed_timer({"fast": 2.0, "plain": 1.0}, calls),
+                              final=True))
+    assert double_path().choose(torch.ones(8)).name == "plain"
+    monkeypatch.setattr(select, "load_per_core", lambda: 0.5)  # quiet now: the fast path would win
+    installed(select.Selector("measure", select.Cache(file), fixed_timer({"fast": 1.0, "plain": 2.0}, calls),
+                              final=True))
+    assert double_path().choose(torch.ones(8)).name == "plain" and len(calls) == 1
+
+
+def test_a_new_cache_file_starts_from_its_seed_and_processes_merge_what_they_record(tmp_path):
+    machine, study = tmp_path / "machine.json", tmp_path / "study" / "kernels.json"
+    select.Cache(machine).put("a|x", select.Choice("fast", {"fast": 1.0, "plain": 2.0}))
+    first, second = select.Cache(study, seed=machine), select.Cache(study, seed=machine)
+    assert first.get("a|x").chosen == "fast" and study.exists()  # copied at once: later seeds do not matter
+    select.Cache(machine).put("a|x", select.Choice("plain", {"fast": 2.0, "plain": 1.0}))
+    assert second.get("a|x").chosen == "fast"
+    first.put("b|y", select.Choice("fast"))
+    second.put("c|z", select.Choice("plain"))  # loaded before "b|y" was recorded: keeps it all the same
+    assert sorted(select.Cache(study).get(k).chosen for k in ("a|x", "b|y", "c|z")) == ["fast", "fast", "plain"]
+    # Two processes measuring one new signature at once: with replace=False the first recorded stands.
+    assert second.put("b|y", select.Choice("plain"), replace=False).chosen == "fast"
+    assert select.Cache(study).get("b|y").chosen == "fast"

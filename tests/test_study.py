@@ -12,8 +12,9 @@ from conftest import SHARED_DATA, pretrain_tiny, shared_data
 
 from genpt.cli import main
 from genpt.errors import GenptError
+from genpt.kernels import select
 from genpt.study import stages
-from genpt.study.run import Task, _jobs, finetune_config, load_recipe, run_study
+from genpt.study.run import KERNELS_FILE, Task, _jobs, finetune_config, load_recipe, run_study, study_kernels
 from genpt.study.zeroshot import read_curve
 
 
@@ -249,3 +250,17 @@ def test_a_task_s_own_finetune_table_overrides_the_recipe_s_for_that_task_only(t
     # A setting's own values (no aux LM's lambda 0) and the seed still come last.
     no_aux = finetune_config(loaded, cola, {"lm_coef": 0.0}, 3)
     assert (no_aux.epochs, no_aux.lm_coef, no_aux.seed) == (4, 0.0, 3)
+
+
+def test_a_study_s_stages_share_its_own_final_kernel_choices(tmp_path, monkeypatch):
+    """Inside a study the selector is final and keeps OUT/kernels.json, which begins as the machine's choices;
+    outside it the process's own selector is back."""
+    monkeypatch.setenv("GENPT_CACHE", str(tmp_path / "cache"))
+    machine = select.default_cache_file()
+    select.Cache(machine).put("gelu|x", select.Choice("fused", {"fused": 1.0, "plain": 2.0}))
+    before = select.selector()
+    with study_kernels(tmp_path / "study"):
+        inside = select.selector()
+        assert inside.final and inside.cache.get("gelu|x").chosen == "fused"
+        assert (tmp_path / "study" / KERNELS_FILE).is_file()
+    assert select.selector() is before

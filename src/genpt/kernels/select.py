@@ -10,6 +10,9 @@ afterwards, so measuring changes no result. Choices are cached in
 `genpt.io.cache_dir()/kernels/<CPU>-<model>-torch<version>.json` with the measured times, so each is
 measured once per CPU and PyTorch version (again, in a later process, if it was measured on an
 oversubscribed machine that has since quietened); `genpt doctor` prints them, `--remeasure` starts over.
+Two alternatives sum in different orders, so which one ran changes a training run's last bits and, through
+them, its result: a run that must repeat another (a study's stages, `genpt.study.run`) uses a selector whose
+recorded choices are final, in a file of its own.
 
 GENPT_KERNELS overrides, as a comma-separated list:
   measure (the default) | first (the registry's order, nothing measured) | plain (every plain twin)
@@ -19,6 +22,7 @@ GENPT_KERNELS overrides, as a comma-separated list:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -160,40 +164,72 @@ def measure(alternatives: dict[str, Callable[..., Any]], args: Sequence[Any], ro
 
 
 class Cache:
-    """Choices by `path|signature`, in memory and in one JSON file per CPU and PyTorch version."""
+    """Choices by `path|signature`, in memory and in one JSON file per CPU and PyTorch version.
 
-    def __init__(self, file: Path | None = None):
+    Processes sharing the file (a study's workers, tests beside a run) merge into it under a lock: what one
+    recorded is never lost to another's write. A file that does not exist yet starts as a copy of `seed`'s
+    (a study's choices begin as the machine's, measured once for all of them)."""
+
+    def __init__(self, file: Path | None = None, seed: Path | None = None):
         self.file = file
+        self.seed = seed
         self.choices: dict[str, Choice] = {}
         self._loaded = False
 
+    def _read(self, file: Path) -> dict[str, Choice]:
+        try:
+            return {key: Choice(**value) for key, value in json.loads(file.read_text())["choices"].items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged cache is measured again
+            log.warning("%s: unreadable kernel choices (%s); measuring again", file, e)
+            return {}
+
     def _load(self) -> None:
         self._loaded = True
-        if self.file is None or not self.file.exists():
+        if self.file is None:
             return
-        try:
-            stored = json.loads(self.file.read_text())["choices"]
-            self.choices.update({key: Choice(**value) for key, value in stored.items()} | self.choices)
-        except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged cache is measured again
-            log.warning("%s: unreadable kernel choices (%s); measuring again", self.file, e)
+        stored = self._read(self.file)
+        if not self.file.exists() and self.seed is not None and self.seed.exists():
+            with self._locked():
+                stored = self._read(self.file) if self.file.exists() else self._read(self.seed)
+                self._write(stored)
+        self.choices.update(stored | self.choices)
 
     def get(self, key: str) -> Choice | None:
         if not self._loaded:
             self._load()
         return self.choices.get(key)
 
-    def put(self, key: str, choice: Choice) -> None:
+    def put(self, key: str, choice: Choice, replace: bool = True) -> Choice:
+        """Record `choice` for `key` (with `replace=False`, only where no process has recorded one) and return
+        the choice that stands."""
         if not self._loaded:
             self._load()
-        self.choices[key] = choice
         if self.file is None:
-            return
+            self.choices[key] = choice if replace or key not in self.choices else self.choices[key]
+            return self.choices[key]
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            write_json(self.file, {"machine": cpu_identity(), "torch": torch.__version__,
-                                   "choices": {k: asdict(v) for k, v in sorted(self.choices.items())}})
+            with self._locked():
+                self.choices.update(self._read(self.file))  # what other processes recorded since
+                if replace or key not in self.choices:
+                    self.choices[key] = choice
+                self._write(self.choices)
         except OSError as e:  # a read-only cache costs a measurement per process, nothing else
             log.warning("%s: cannot save kernel choices (%s)", self.file, e)
+            self.choices.setdefault(key, choice)
+        return self.choices[key]
+
+    def _locked(self):
+        """An exclusive lock on a file beside the cache, held for the block (other processes wait)."""
+        assert self.file is not None
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        return _FileLock(self.file.with_name(self.file.name + ".lock"))
+
+    def _write(self, choices: dict[str, Choice]) -> None:
+        assert self.file is not None
+        write_json(self.file, {"machine": cpu_identity(), "torch": torch.__version__,
+                               "choices": {k: asdict(v) for k, v in sorted(choices.items())}})
 
 
     def forget(self) -> None:
@@ -201,6 +237,18 @@ class Cache:
         self.choices, self._loaded = {}, True
         if self.file is not None:
             self.file.unlink(missing_ok=True)
+
+
+class _FileLock:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing releases the lock
 
 
 def default_cache_file() -> Path:
@@ -211,10 +259,14 @@ class Selector:
     """Picks, for a fast path's call, one of the alternatives that apply (the plain twin always does)."""
 
     def __init__(self, setting: str | None = None, cache: Cache | None = None,
-                 timer: Callable[[dict[str, Callable[..., Any]], Sequence[Any]], dict[str, float]] = measure):
+                 timer: Callable[[dict[str, Callable[..., Any]], Sequence[Any]], dict[str, float]] = measure,
+                 final: bool = False):
         self.mode, self.forced = parse_setting(os.environ.get("GENPT_KERNELS", "") if setting is None else setting)
         self.cache = cache if cache is not None else Cache(default_cache_file())
         self.timer = timer
+        # `final`: a recorded choice is never measured again for having been measured on a busier machine, and
+        # the first process to record one wins: every call of a signature runs the same kernel, whenever it runs.
+        self.final = final
         self.used: dict[str, Choice] = {}  # what each signature met in this process ran, for `genpt doctor`
         self._seen: dict[tuple, str] = {}
 
@@ -245,12 +297,14 @@ class Selector:
                             reason=f"GENPT_KERNELS={self.mode}" if self.mode != "measure" else "only one applies")
         else:
             choice = self.cache.get(key)
-            if stale(choice) or choice.chosen not in applicable or not set(applicable) <= set(choice.seconds):
+            usable = choice is not None and choice.chosen in applicable and set(applicable) <= set(choice.seconds)
+            if not usable or (stale(choice) and not self.final):
                 seconds = self.timer(applicable, args)
-                choice = Choice(pick(seconds, plain), seconds, load=load_per_core())
-                self.cache.put(key, choice)
-                log.info("kernels: %s %s -> %s (%s)", path, key.partition("|")[2], choice.chosen,
-                         ", ".join(f"{n} {s * 1e3:.2f} ms" for n, s in seconds.items()))
+                measured = Choice(pick(seconds, plain), seconds, load=load_per_core())
+                choice = self.cache.put(key, measured, replace=not (self.final and choice is None))
+                log.info("kernels: %s %s -> %s (%s)%s", path, key.partition("|")[2], choice.chosen,
+                         ", ".join(f"{n} {s * 1e3:.2f} ms" for n, s in seconds.items()),
+                         "" if choice is measured else "; another process recorded it first")
         if key not in self.used:
             self.used[key] = choice
         self._seen[seen] = choice.chosen

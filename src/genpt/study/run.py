@@ -18,7 +18,8 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ from genpt.data.corpus import prepare, train_tokenizer
 from genpt.data.readers import read_examples, story_cloze_split
 from genpt.data.tasks import Example, builtin_task
 from genpt.errors import GenptError
+from genpt.kernels import select
 from genpt.study import stages
 from genpt.study import zeroshot as zs
 from genpt.study.claims import Claims, Later
@@ -44,6 +46,7 @@ log = logging.getLogger("genpt")
 
 RECIPES = Path(__file__).parent / "recipes"  # `--recipe NAME` means recipes/NAME.toml (tiny, cpu, gpu)
 RECIPE_COPY = "recipe.toml"  # marks a study folder, so a second invocation may write into it
+KERNELS_FILE = "kernels.json"  # the study's kernel choices, one per signature for all its stages (study_kernels)
 SETTINGS = {"full": {}, "no_aux_lm": {"lm_coef": 0.0}, "scratch": {"scratch": True}, "lstm": {}}
 THRESHOLD_EXAMPLES = 1_000  # of a task's (already sampled) training examples choose a zero-shot threshold
 
@@ -293,12 +296,30 @@ def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None 
                 log.info("shards ready in %s", _shards(recipe, out))
         return None
     if only == "report":
-        return _report_so_far(recipe, out, seeds)
+        with study_kernels(out):
+            return _report_so_far(recipe, out, seeds)
     threads = torch.get_num_threads()
     try:
-        return _run(recipe, out, seeds, data_root, workers, report)
+        with study_kernels(out):
+            return _run(recipe, out, seeds, data_root, workers, report)
     finally:
         torch.set_num_threads(threads)  # --workers gave this process a share of them
+
+
+@contextmanager
+def study_kernels(out: Path) -> Iterator[None]:
+    """Every stage of the study in `out` runs the same kernel for the same call, in whichever process, session or
+    load it runs: the choices live in OUT/kernels.json, begin as the machine's, and a recorded one is final.
+
+    Measured choices may otherwise change between stages (one measured on a busy machine is measured again once
+    it is quiet), and a kernel that sums in another order changes a fine-tuning run's result, so a study resumed
+    in another session would not repeat its tables. Copying kernels.json into a new study folder repeats it."""
+    cache = select.Cache(out / KERNELS_FILE, seed=select.default_cache_file())
+    saved = select.use(select.Selector(cache=cache, final=True))
+    try:
+        yield
+    finally:
+        select.use(saved)
 
 
 def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: int, report: bool) -> Path | None:
