@@ -212,3 +212,25 @@ def test_a_new_cache_file_starts_from_its_seed_and_processes_merge_what_they_rec
     # Two processes measuring one new signature at once: with replace=False the first recorded stands.
     assert second.put("b|y", select.Choice("plain"), replace=False).chosen == "fast"
     assert select.Cache(study).get("b|y").chosen == "fast"
+
+
+def test_a_run_resumed_after_a_choice_was_measured_again_runs_the_kernel_it_began_with(installed, tmp_path,
+                                                                                         monkeypatch):
+    """RUN/kernels.json (`recorded_in`, entered by every training run): the machine's cache may re-measure a choice
+    between a run and its resumption; the run keeps the one it recorded, and a block inside another keeps the
+    outer file (a study's stage is a run)."""
+    calls = []
+    machine, run = tmp_path / "machine.json", tmp_path / "run"
+    monkeypatch.setattr(select, "load_per_core", lambda: 9.0)
+    installed(select.Selector("measure", select.Cache(machine), fixed_timer({"fast": 2.0, "plain": 1.0}, calls)))
+    with select.recorded_in(run / select.KERNELS_FILE):
+        assert double_path().choose(torch.ones(8)).name == "plain"
+        with select.recorded_in(tmp_path / "inner.json"):
+            assert select.selector().cache.file == run / select.KERNELS_FILE
+    monkeypatch.setattr(select, "load_per_core", lambda: 0.5)  # quiet: the machine's cache measures again
+    installed(select.Selector("measure", select.Cache(machine), fixed_timer({"fast": 1.0, "plain": 2.0}, calls)))
+    assert double_path().choose(torch.ones(8)).name == "fast"
+    installed(select.Selector("measure", select.Cache(machine), fixed_timer({"fast": 1.0, "plain": 2.0}, calls)))
+    with select.recorded_in(run / select.KERNELS_FILE):  # the resumed run, in a new process
+        assert double_path().choose(torch.ones(8)).name == "plain"
+    assert len(calls) == 2 and not (tmp_path / "inner.json").exists()

@@ -116,3 +116,27 @@ def test_a_folder_moved_aside_by_a_killed_atomic_write_is_put_back(tmp_path):
     io.remove_leftovers(tmp_path / "best")
     assert (tmp_path / "best" / "model.safetensors").read_text() == "the old best"
     assert [p.name for p in tmp_path.iterdir()] == ["best"]
+
+
+def test_a_resumed_run_keeps_the_kernel_choices_it_recorded_in_its_folder(shards, tmp_path):
+    """Measured choices live in RUN/kernels.json, which a new run's folder check and a resume accept; a choice the
+    machine's cache changed since (measured again) does not reach the resumed run."""
+    from genpt.kernels import select
+
+    def first_fastest(applicable, args):
+        return {name: float(i) for i, name in enumerate(applicable)}
+
+    machine, run = tmp_path / "machine.json", tmp_path / "run"
+    saved = select.use(select.Selector("measure", select.Cache(machine), first_fastest))
+    try:
+        assert main(["pretrain", "--shards", str(shards), *TINY, "-o", str(run), "--max-steps", "2"]) == 0
+        recorded = json.loads((run / select.KERNELS_FILE).read_text())["choices"]
+        assert recorded and all(c["chosen"] == next(iter(c["seconds"])) for c in recorded.values())
+        changed = {key: {**c, "chosen": list(c["seconds"])[-1]} for key, c in recorded.items()}
+        machine.write_text(json.dumps({"choices": changed}))  # the machine's cache measured everything again
+        select.use(select.Selector("measure", select.Cache(machine), first_fastest))  # a new process
+        assert main(["pretrain", "-o", str(run), "--resume", "--max-steps", "4"]) == 0
+        assert select.selector().used == {}  # the machine's selector chose nothing: every call asked the run's
+        assert json.loads((run / select.KERNELS_FILE).read_text())["choices"] == recorded
+    finally:
+        select.use(saved)

@@ -14,7 +14,7 @@ from genpt.cli import main
 from genpt.errors import GenptError
 from genpt.kernels import select
 from genpt.study import stages
-from genpt.study.run import KERNELS_FILE, Task, _jobs, finetune_config, load_recipe, run_study, study_kernels
+from genpt.study.run import Task, _jobs, finetune_config, load_recipe, run_study, study_kernels
 from genpt.study.zeroshot import read_curve
 
 
@@ -252,15 +252,18 @@ def test_a_task_s_own_finetune_table_overrides_the_recipe_s_for_that_task_only(t
     assert (no_aux.epochs, no_aux.lm_coef, no_aux.seed) == (4, 0.0, 3)
 
 
-def test_a_study_s_stages_share_its_own_final_kernel_choices(tmp_path, monkeypatch):
+def test_a_study_s_stages_share_its_own_final_kernel_choices(tmp_path):
     """Inside a study the selector is final and keeps OUT/kernels.json, which begins as the machine's choices;
     outside it the process's own selector is back."""
-    monkeypatch.setenv("GENPT_CACHE", str(tmp_path / "cache"))
-    machine = select.default_cache_file()
+    machine = tmp_path / "machine.json"
     select.Cache(machine).put("gelu|x", select.Choice("fused", {"fused": 1.0, "plain": 2.0}))
-    before = select.selector()
-    with study_kernels(tmp_path / "study"):
-        inside = select.selector()
-        assert inside.final and inside.cache.get("gelu|x").chosen == "fused"
-        assert (tmp_path / "study" / KERNELS_FILE).is_file()
-    assert select.selector() is before
+    before = select.Selector("measure", select.Cache(machine))
+    saved = select.use(before)
+    try:
+        with study_kernels(tmp_path / "study"):
+            inside = select.selector()
+            assert inside.final and inside.mode == "measure" and inside.cache.get("gelu|x").chosen == "fused"
+            assert (tmp_path / "study" / select.KERNELS_FILE).is_file()
+        assert select.selector() is before
+    finally:
+        select.use(saved)

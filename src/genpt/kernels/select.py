@@ -11,8 +11,8 @@ afterwards, so measuring changes no result. Choices are cached in
 measured once per CPU and PyTorch version (again, in a later process, if it was measured on an
 oversubscribed machine that has since quietened); `genpt doctor` prints them, `--remeasure` starts over.
 Two alternatives sum in different orders, so which one ran changes a training run's last bits and, through
-them, its result: a run that must repeat another (a study's stages, `genpt.study.run`) uses a selector whose
-recorded choices are final, in a file of its own.
+them, its result: a training run, and a study with all its stages, keep their choices in a file of their own
+whose recorded choices are final (`recorded_in`), so a run resumed or a stage run later repeats the numbers.
 
 GENPT_KERNELS overrides, as a comma-separated list:
   measure (the default) | first (the registry's order, nothing measured) | plain (every plain twin)
@@ -28,7 +28,8 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ MARGIN = 1.03  # a fast path must beat the plain twin by 3% to be kept: noise on
 ROUNDS = 5  # timed calls of each alternative, in turns; the median is kept
 BUDGET_S = 10.0  # fewer rounds where one round takes longer (GPT-1's LM loss at batch 32: seconds a call)
 MODES = ("measure", "first", "plain")
+KERNELS_FILE = "kernels.json"  # where a run or a study keeps the choices its calls run (`recorded_in`)
 
 
 @dataclass
@@ -329,4 +331,25 @@ def use(new: Selector | None) -> Selector | None:
     return old
 
 
-__all__ = ["MARGIN", "Cache", "Choice", "Selector", "measure", "parse_setting", "pick", "selector", "signature", "use"]
+@contextmanager
+def recorded_in(file: Path) -> Iterator[None]:
+    """Inside the block every call runs the choice recorded in `file`, final once recorded: a run and its
+    resumption, or every stage of a study, run the same kernel for the same call whatever the load since.
+
+    The file begins as a copy of the choices in use (the machine's), and the selector keeps the one in use's
+    setting and timer. Inside an outer such block (a study's stage is a run) the outer file holds."""
+    current = selector()
+    if current.final:
+        yield
+        return
+    kept = Selector(cache=Cache(file, seed=current.cache.file), timer=current.timer, final=True)
+    kept.mode, kept.forced = current.mode, dict(current.forced)
+    saved = use(kept)
+    try:
+        yield
+    finally:
+        use(saved)
+
+
+__all__ = ["KERNELS_FILE", "MARGIN", "Cache", "Choice", "Selector", "measure", "parse_setting", "pick",
+           "recorded_in", "selector", "signature", "use"]

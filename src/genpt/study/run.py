@@ -18,8 +18,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -46,7 +45,6 @@ log = logging.getLogger("genpt")
 
 RECIPES = Path(__file__).parent / "recipes"  # `--recipe NAME` means recipes/NAME.toml (tiny, cpu, gpu)
 RECIPE_COPY = "recipe.toml"  # marks a study folder, so a second invocation may write into it
-KERNELS_FILE = "kernels.json"  # the study's kernel choices, one per signature for all its stages (study_kernels)
 SETTINGS = {"full": {}, "no_aux_lm": {"lm_coef": 0.0}, "scratch": {"scratch": True}, "lstm": {}}
 THRESHOLD_EXAMPLES = 1_000  # of a task's (already sampled) training examples choose a zero-shot threshold
 
@@ -306,20 +304,14 @@ def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None 
         torch.set_num_threads(threads)  # --workers gave this process a share of them
 
 
-@contextmanager
-def study_kernels(out: Path) -> Iterator[None]:
+def study_kernels(out: Path):
     """Every stage of the study in `out` runs the same kernel for the same call, in whichever process, session or
-    load it runs: the choices live in OUT/kernels.json, begin as the machine's, and a recorded one is final.
+    load it runs (`select.recorded_in` OUT/kernels.json, begun as the machine's choices).
 
     Measured choices may otherwise change between stages (one measured on a busy machine is measured again once
     it is quiet), and a kernel that sums in another order changes a fine-tuning run's result, so a study resumed
     in another session would not repeat its tables. Copying kernels.json into a new study folder repeats it."""
-    cache = select.Cache(out / KERNELS_FILE, seed=select.default_cache_file())
-    saved = select.use(select.Selector(cache=cache, final=True))
-    try:
-        yield
-    finally:
-        select.use(saved)
+    return select.recorded_in(out / select.KERNELS_FILE)
 
 
 def _run(recipe: Recipe, out: Path, seeds: int, data_root: str | Path, workers: int, report: bool) -> Path | None:

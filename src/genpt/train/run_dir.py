@@ -11,10 +11,12 @@ from genpt import checkpoint as ckpt
 from genpt import io
 from genpt.errors import GenptError
 from genpt.io import LOCK_FILE, folder_lock
+from genpt.kernels import select
 
 # What genpt itself writes in a run folder; anything else is the user's.
 SETTINGS = ("config.json", "finetune.json")
-RUN_FILES = {*SETTINGS, "metrics.jsonl", "tensorboard", ckpt.CHECKPOINTS, ckpt.BEST, LOCK_FILE}
+KERNELS = (select.KERNELS_FILE, select.KERNELS_FILE + ".lock")  # the run's kernel choices (`writing`)
+RUN_FILES = {*SETTINGS, "metrics.jsonl", "tensorboard", ckpt.CHECKPOINTS, ckpt.BEST, LOCK_FILE, *KERNELS}
 METRICS_TMP = "metrics.tmp"  # MetricsLog's rewrite on resume
 
 
@@ -44,7 +46,7 @@ def check_run_dir(run_dir: Path, *, resume: bool, settings: str, keys: set[str])
     if settings in names:  # written atomically: complete wherever it is listed
         ours = _is_settings(run_dir / settings, keys)
     else:  # no settings: a run's other files without them are not a run's (the user's own metrics.jsonl)
-        ours = all(name == LOCK_FILE or _leftover(name) for name in names)
+        ours = all(name == LOCK_FILE or name in KERNELS or _leftover(name) for name in names)
     if theirs or not ours:
         held = ", ".join(theirs[:3]) or settings
         raise GenptError(f"{run_dir}: holds files that are not a genpt run ({held}); choose a new or empty folder")
@@ -63,15 +65,18 @@ def _is_settings(path: Path, keys: set[str]) -> bool:
 
 @contextmanager
 def writing(run_dir: Path, is_main: bool = True):
-    """Rank 0 holds the run folder's lock (made if new) for the block; other ranks never write it."""
-    if not is_main:
-        yield
-        return
+    """Rank 0 holds the run folder's lock (made if new) for the block; other ranks write only what they add to
+    the run's kernel choices. Every rank runs the kernels recorded in RUN/kernels.json (`select.recorded_in`),
+    so a resumed run computes what the uninterrupted one would have, whatever was measured again meanwhile."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with folder_lock(run_dir):
-        ckpt.remove_leftovers(run_dir)  # a killed writer's; safe now that no other writer can be in flight
-        for name in SETTINGS:
-            io.remove_leftovers(run_dir / name)
-        (run_dir / METRICS_TMP).unlink(missing_ok=True)
-        yield
+    with select.recorded_in(run_dir / select.KERNELS_FILE):
+        if not is_main:
+            yield
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with folder_lock(run_dir):
+            ckpt.remove_leftovers(run_dir)  # a killed writer's; safe now that no other writer can be in flight
+            for name in SETTINGS:
+                io.remove_leftovers(run_dir / name)
+            (run_dir / METRICS_TMP).unlink(missing_ok=True)
+            yield
