@@ -234,3 +234,13 @@ def test_a_run_resumed_after_a_choice_was_measured_again_runs_the_kernel_it_bega
     with select.recorded_in(run / select.KERNELS_FILE):  # the resumed run, in a new process
         assert double_path().choose(torch.ones(8)).name == "plain"
     assert len(calls) == 2 and not (tmp_path / "inner.json").exists()
+
+
+def test_a_cache_in_a_folder_that_cannot_be_written_still_reads_its_seed(tmp_path):
+    machine = tmp_path / "machine.json"
+    select.Cache(machine).put("a|x", select.Choice("fast", {"fast": 1.0, "plain": 2.0}))
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the run folder would be")
+    cache = select.Cache(blocked / select.KERNELS_FILE, seed=machine)
+    assert cache.get("a|x").chosen == "fast"
+    assert cache.put("b|y", select.Choice("plain")).chosen == "plain"  # kept in memory, said in the log

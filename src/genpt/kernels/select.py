@@ -193,9 +193,13 @@ class Cache:
             return
         stored = self._read(self.file)
         if not self.file.exists() and self.seed is not None and self.seed.exists():
-            with self._locked():
-                stored = self._read(self.file) if self.file.exists() else self._read(self.seed)
-                self._write(stored)
+            try:
+                with self._locked():
+                    stored = self._read(self.file) if self.file.exists() else self._read(self.seed)
+                    self._write(stored)
+            except OSError as e:  # a folder we may not write: the seed's choices, for this process only
+                log.warning("%s: cannot save kernel choices (%s)", self.file, e)
+                stored = self._read(self.seed)
         self.choices.update(stored | self.choices)
 
     def get(self, key: str) -> Choice | None:
