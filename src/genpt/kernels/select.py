@@ -212,18 +212,22 @@ class Cache:
         the choice that stands."""
         if not self._loaded:
             self._load()
+
+        def record() -> None:
+            if replace or key not in self.choices:
+                self.choices[key] = choice
+
         if self.file is None:
-            self.choices[key] = choice if replace or key not in self.choices else self.choices[key]
+            record()
             return self.choices[key]
         try:
             with self._locked():
                 self.choices.update(self._read(self.file))  # what other processes recorded since
-                if replace or key not in self.choices:
-                    self.choices[key] = choice
+                record()
                 self._write(self.choices)
         except OSError as e:  # a read-only cache costs a measurement per process, nothing else
             log.warning("%s: cannot save kernel choices (%s)", self.file, e)
-            self.choices.setdefault(key, choice)
+            record()
         return self.choices[key]
 
     def _locked(self):

@@ -381,22 +381,22 @@ def _pretrained(recipe: Recipe, run: Path) -> Callable[[], bool]:
     return (lambda: True) if "init" in recipe.pretrain else partial(_done, run)
 
 
-def _zeroshot_heuristics(run: Path, tasks: Sequence[Task]) -> list[str]:
-    """The heuristics a curve scores: each task's, and its frequency-corrected one where it has one (cola_slor
-    only where the run's shards are there to count: a given run's may not be)."""
+def _zeroshot_heuristics(run: Path, tasks: Sequence[Task]) -> list[tuple[Task, str]]:
+    """The heuristics a curve scores, with their task: each task's, and its frequency-corrected one where it has
+    one (cola_slor only where the run's shards are there to count: a given run's may not be)."""
     try:
         shards_of_run(run)
         counted = True
     except GenptError:
         counted = False
-    return [name for t in tasks for name in (t.name, zs.CORRECTED.get(t.name))
+    return [(t, name) for t in tasks for name in (t.name, zs.CORRECTED.get(t.name))
             if name and (counted or name not in zs.COUNTED)]
 
 
 def _zeroshot_done(run: Path, tasks: Sequence[Task]) -> bool:
     """The run's curve has every heuristic's rows (a given run may hold a curve `genpt zeroshot` drew of others;
     a curve drawn before the corrected heuristics is scored again)."""
-    return set(_zeroshot_heuristics(run, tasks)) <= {row["task"] for row in zs.read_curve(run)}
+    return {name for _, name in _zeroshot_heuristics(run, tasks)} <= {row["task"] for row in zs.read_curve(run)}
 
 
 def _zeroshot_stage(run: Path, tasks: Sequence[Task]) -> None:
@@ -405,19 +405,18 @@ def _zeroshot_stage(run: Path, tasks: Sequence[Task]) -> None:
     if _zeroshot_done(run, tasks):
         return
     specs = []
-    for t in tasks:
-        for heuristic in _zeroshot_heuristics(run, [t]):
-            if heuristic in zs.THRESHOLDED:
-                train, dev = t.examples()
-                # One threshold on a line needs no more: scoring 5,000 sentences at every checkpoint would cost
-                # more than the curve's dev sets.
-                specs.append(zs.ZeroShotData(heuristic, t.dev, t.train, examples=dev,
-                                             train_examples=train[:THRESHOLD_EXAMPLES]))
-            else:
-                # A heuristic with nothing to choose holds no example back: the whole training split is scored
-                # too (the Story Cloze Test's 1,871 stories instead of its 374 for dev), which halves the noise.
-                train, dev = dataclasses.replace(t, train_size=0).examples()
-                specs.append(zs.ZeroShotData(heuristic, t.dev, examples=[*train, *dev]))
+    for t, heuristic in _zeroshot_heuristics(run, tasks):
+        if heuristic in zs.THRESHOLDED:
+            train, dev = t.examples()
+            # One threshold on a line needs no more: scoring 5,000 sentences at every checkpoint would cost
+            # more than the curve's dev sets.
+            specs.append(zs.ZeroShotData(heuristic, t.dev, t.train, examples=dev,
+                                         train_examples=train[:THRESHOLD_EXAMPLES]))
+        else:
+            # A heuristic with nothing to choose holds no example back: the whole training split is scored
+            # too (the Story Cloze Test's 1,871 stories instead of its 374 for dev), which halves the noise.
+            train, dev = dataclasses.replace(t, train_size=0).examples()
+            specs.append(zs.ZeroShotData(heuristic, t.dev, examples=[*train, *dev]))
     log.info("zero-shot curves into %s", curve)
     zs.write_curve(run, zs.zeroshot_curve(run, specs))
 

@@ -39,7 +39,14 @@ class UnigramLM(nn.Module):
 
 def shards_of_run(run_dir: str | Path) -> Path:
     """The shards a pre-training run was trained on (its config.json's), refused by name where they are gone."""
-    config = io.read_json(Path(run_dir) / "config.json", "expected a pre-training run")
+    return _shards_of(run_dir, _run_config(run_dir))
+
+
+def _run_config(run_dir: str | Path) -> dict:
+    return io.read_json(Path(run_dir) / "config.json", "expected a pre-training run")
+
+
+def _shards_of(run_dir: str | Path, config: dict) -> Path:
     shards_dir = config.get("data", {}).get("shards")
     if not shards_dir or not (Path(shards_dir) / "meta.json").is_file():
         raise GenptError(f"{run_dir}: the shards it was trained on ({shards_dir}) are not there; the unigram "
@@ -55,13 +62,13 @@ def unigram_of_run(run_dir: str | Path) -> tuple[UnigramLM, Tokenizer]:
     run_dir = Path(run_dir)
     if run_dir.parent.name == CHECKPOINTS:
         run_dir = run_dir.parent.parent
-    shards_dir = shards_of_run(run_dir)
+    config = _run_config(run_dir)
+    shards_dir = _shards_of(run_dir, config)
     shards = TokenShards(shards_dir)
-    n_ctx = io.read_json(run_dir / "config.json", "expected a pre-training run")["model"]["n_ctx"]
     tokenizer = load_tokenizer(run_dir)
     if shards.tokenizer_fingerprint != tokenizer.fingerprint:
         raise GenptError(f"{shards_dir}: made with another tokenizer than {run_dir}'s")
-    model = UnigramLM(shards.token_counts(), n_ctx).to(inference_device())
+    model = UnigramLM(shards.token_counts(), config["model"]["n_ctx"]).to(inference_device())
     return model, tokenizer
 
 
