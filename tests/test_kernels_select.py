@@ -1,6 +1,8 @@
 """Run-time kernel selection: the measured fastest runs, the plain twin when a fast path is slower or does not
 apply, choices survive in the cache file, GENPT_KERNELS forces. Timings are injected: nothing here times."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -199,13 +201,15 @@ def test_a_final_selector_keeps_a_choice_measured_on_a_busy_machine(installed, t
     assert double_path().choose(torch.ones(8)).name == "plain" and len(calls) == 1
 
 
-def test_a_new_cache_file_starts_from_its_seed_and_processes_merge_what_they_record(tmp_path):
+def test_a_cache_takes_from_its_seed_what_it_is_asked_for_and_processes_merge_what_they_record(tmp_path):
     machine, study = tmp_path / "machine.json", tmp_path / "study" / "kernels.json"
     select.Cache(machine).put("a|x", select.Choice("fast", {"fast": 1.0, "plain": 2.0}))
+    select.Cache(machine).put("unused|w", select.Choice("fast"))
     first, second = select.Cache(study, seed=machine), select.Cache(study, seed=machine)
-    assert first.get("a|x").chosen == "fast" and study.exists()  # copied at once: later seeds do not matter
+    assert first.get("a|x").chosen == "fast" and study.exists()  # recorded when first asked for
     select.Cache(machine).put("a|x", select.Choice("plain", {"fast": 2.0, "plain": 1.0}))
-    assert second.get("a|x").chosen == "fast"
+    assert second.get("a|x").chosen == "fast"  # once recorded, the seed no longer matters
+    assert "unused|w" not in json.loads(study.read_text())["choices"]  # the file lists what was asked for only
     first.put("b|y", select.Choice("fast"))
     second.put("c|z", select.Choice("plain"))  # loaded before "b|y" was recorded: keeps it all the same
     assert sorted(select.Cache(study).get(k).chosen for k in ("a|x", "b|y", "c|z")) == ["fast", "fast", "plain"]

@@ -127,11 +127,13 @@ def test_a_resumed_run_keeps_the_kernel_choices_it_recorded_in_its_folder(shards
         return {name: float(i) for i, name in enumerate(applicable)}
 
     machine, run = tmp_path / "machine.json", tmp_path / "run"
+    select.Cache(machine).put("gelu|a shape this run never meets", select.Choice("plain"))
     saved = select.use(select.Selector("measure", select.Cache(machine), first_fastest))
     try:
         assert main(["pretrain", "--shards", str(shards), *TINY, "-o", str(run), "--max-steps", "2"]) == 0
         recorded = json.loads((run / select.KERNELS_FILE).read_text())["choices"]
         assert recorded and all(c["chosen"] == next(iter(c["seconds"])) for c in recorded.values())
+        assert "gelu|a shape this run never meets" not in recorded  # the file lists what the run ran, no more
         changed = {key: {**c, "chosen": list(c["seconds"])[-1]} for key, c in recorded.items()}
         machine.write_text(json.dumps({"choices": changed}))  # the machine's cache measured everything again
         select.use(select.Selector("measure", select.Cache(machine), first_fastest))  # a new process

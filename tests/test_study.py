@@ -253,7 +253,7 @@ def test_a_task_s_own_finetune_table_overrides_the_recipe_s_for_that_task_only(t
 
 
 def test_a_study_s_stages_share_its_own_final_kernel_choices(tmp_path):
-    """Inside a study the selector is final and keeps OUT/kernels.json, which begins as the machine's choices;
+    """Inside a study the selector is final and keeps OUT/kernels.json, which takes the machine's choices as asked;
     outside it the process's own selector is back."""
     machine = tmp_path / "machine.json"
     select.Cache(machine).put("gelu|x", select.Choice("fused", {"fused": 1.0, "plain": 2.0}))

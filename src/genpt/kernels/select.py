@@ -169,14 +169,16 @@ class Cache:
     """Choices by `path|signature`, in memory and in one JSON file per CPU and PyTorch version.
 
     Processes sharing the file (a study's workers, tests beside a run) merge into it under a lock: what one
-    recorded is never lost to another's write. A file that does not exist yet starts as a copy of `seed`'s
-    (a study's choices begin as the machine's, measured once for all of them)."""
+    recorded is never lost to another's write. A key the file lacks is taken from `seed`'s file where that has
+    it (a run's choices begin as the machine's, measured once for all runs) and recorded, so the file lists
+    exactly the choices its run asked for."""
 
     def __init__(self, file: Path | None = None, seed: Path | None = None):
         self.file = file
         self.seed = seed
         self.choices: dict[str, Choice] = {}
         self._loaded = False
+        self._seed_choices: dict[str, Choice] | None = None
 
     def _read(self, file: Path) -> dict[str, Choice]:
         try:
@@ -189,22 +191,17 @@ class Cache:
 
     def _load(self) -> None:
         self._loaded = True
-        if self.file is None:
-            return
-        stored = self._read(self.file)
-        if not self.file.exists() and self.seed is not None and self.seed.exists():
-            try:
-                with self._locked():
-                    stored = self._read(self.file) if self.file.exists() else self._read(self.seed)
-                    self._write(stored)
-            except OSError as e:  # a folder we may not write: the seed's choices, for this process only
-                log.warning("%s: cannot save kernel choices (%s)", self.file, e)
-                stored = self._read(self.seed)
-        self.choices.update(stored | self.choices)
+        if self.file is not None:
+            self.choices.update(self._read(self.file) | self.choices)
 
     def get(self, key: str) -> Choice | None:
         if not self._loaded:
             self._load()
+        if key not in self.choices and self.seed is not None:
+            if self._seed_choices is None:
+                self._seed_choices = self._read(self.seed)
+            if key in self._seed_choices:  # another process may have recorded the key since: its choice stands
+                return self.put(key, self._seed_choices[key], replace=False)
         return self.choices.get(key)
 
     def put(self, key: str, choice: Choice, replace: bool = True) -> Choice:
@@ -241,10 +238,9 @@ class Cache:
         write_json(self.file, {"machine": cpu_identity(), "torch": torch.__version__,
                                "choices": {k: asdict(v) for k, v in sorted(choices.items())}})
 
-
     def forget(self) -> None:
         """Drop every choice, here and in the file: the next calls measure again (a quieter machine, new kernels)."""
-        self.choices, self._loaded = {}, True
+        self.choices, self._seed_choices, self._loaded = {}, {}, True
         if self.file is not None:
             self.file.unlink(missing_ok=True)
 
@@ -344,8 +340,9 @@ def recorded_in(file: Path) -> Iterator[None]:
     """Inside the block every call runs the choice recorded in `file`, final once recorded: a run and its
     resumption, or every stage of a study, run the same kernel for the same call whatever the load since.
 
-    The file begins as a copy of the choices in use (the machine's), and the selector keeps the one in use's
-    setting and timer. Inside an outer such block (a study's stage is a run) the outer file holds."""
+    A call the file has no choice for takes the one in use's (the machine's) where it has one, else is measured;
+    either way the file records it, and the selector keeps the one in use's setting and timer. Inside an outer
+    such block (a study's stage is a run) the outer file holds."""
     current = selector()
     if current.final:
         yield

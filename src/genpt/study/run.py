@@ -306,7 +306,7 @@ def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None 
 
 def study_kernels(out: Path):
     """Every stage of the study in `out` runs the same kernel for the same call, in whichever process, session or
-    load it runs (`select.recorded_in` OUT/kernels.json, begun as the machine's choices).
+    load it runs (`select.recorded_in` OUT/kernels.json, which takes the machine's choice for a call when first asked).
 
     Measured choices may otherwise change between stages (one measured on a busy machine is measured again once
     it is quiet), and a kernel that sums in another order changes a fine-tuning run's result, so a study resumed
