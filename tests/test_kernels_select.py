@@ -240,6 +240,21 @@ def test_a_run_resumed_after_a_choice_was_measured_again_runs_the_kernel_it_bega
     assert len(calls) == 2 and not (tmp_path / "inner.json").exists()
 
 
+def test_a_choice_measured_in_a_run_is_measured_once_for_the_machine(installed, tmp_path):
+    """A run's measurement also lands in the machine's cache, so the next run takes it from there: each call is
+    measured once a machine, and two runs of one command run the same kernels."""
+    calls = []
+    machine = tmp_path / "machine.json"
+    installed(select.Selector("measure", select.Cache(machine), fixed_timer({"fast": 1.0, "plain": 2.0}, calls)))
+    for run in ("first", "second"):
+        with select.recorded_in(tmp_path / run / select.KERNELS_FILE):
+            assert double_path().choose(torch.ones(8)).name == "fast"
+    assert len(calls) == 1  # the second run took the first's measurement from the machine's cache
+    machine_choices = json.loads(machine.read_text())["choices"]
+    assert [c["chosen"] for c in machine_choices.values()] == ["fast"]
+    assert json.loads((tmp_path / "second" / select.KERNELS_FILE).read_text())["choices"] == machine_choices
+
+
 def test_a_cache_in_a_folder_that_cannot_be_written_still_reads_its_seed(tmp_path):
     machine = tmp_path / "machine.json"
     select.Cache(machine).put("a|x", select.Choice("fast", {"fast": 1.0, "plain": 2.0}))

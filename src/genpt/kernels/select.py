@@ -170,15 +170,16 @@ class Cache:
 
     Processes sharing the file (a study's workers, tests beside a run) merge into it under a lock: what one
     recorded is never lost to another's write. A key the file lacks is taken from `seed`'s file where that has
-    it (a run's choices begin as the machine's, measured once for all runs) and recorded, so the file lists
-    exactly the choices its run asked for."""
+    it (a run's choices begin as the machine's) and recorded, so the file lists exactly the choices its run
+    asked for; a choice measured here is recorded in the seed too, so the machine measures each call once for
+    all the runs after."""
 
     def __init__(self, file: Path | None = None, seed: Path | None = None):
         self.file = file
         self.seed = seed
         self.choices: dict[str, Choice] = {}
         self._loaded = False
-        self._seed_choices: dict[str, Choice] | None = None
+        self._seed = Cache(seed) if seed is not None else None
 
     def _read(self, file: Path) -> dict[str, Choice]:
         try:
@@ -197,16 +198,21 @@ class Cache:
     def get(self, key: str) -> Choice | None:
         if not self._loaded:
             self._load()
-        if key not in self.choices and self.seed is not None:
-            if self._seed_choices is None:
-                self._seed_choices = self._read(self.seed)
-            if key in self._seed_choices:  # another process may have recorded the key since: its choice stands
-                return self.put(key, self._seed_choices[key], replace=False)
+        if key not in self.choices and self._seed is not None:
+            seeded = self._seed.get(key)
+            if seeded is not None:  # another process may have recorded the key since: its choice stands
+                return self._record(key, seeded, replace=False)
         return self.choices.get(key)
 
     def put(self, key: str, choice: Choice, replace: bool = True) -> Choice:
-        """Record `choice` for `key` (with `replace=False`, only where no process has recorded one) and return
-        the choice that stands."""
+        """Record `choice` for `key` (with `replace=False`, only where no process has recorded one), and in the
+        seed where it stands here; return the choice that stands."""
+        standing = self._record(key, choice, replace)
+        if self._seed is not None and standing is choice:
+            self._seed.put(key, choice, replace)
+        return standing
+
+    def _record(self, key: str, choice: Choice, replace: bool) -> Choice:
         if not self._loaded:
             self._load()
 
@@ -240,7 +246,7 @@ class Cache:
 
     def forget(self) -> None:
         """Drop every choice, here and in the file: the next calls measure again (a quieter machine, new kernels)."""
-        self.choices, self._seed_choices, self._loaded = {}, {}, True
+        self.choices, self._seed, self._loaded = {}, None, True
         if self.file is not None:
             self.file.unlink(missing_ok=True)
 
