@@ -176,7 +176,6 @@ class Cache:
 
     def __init__(self, file: Path | None = None, seed: Path | None = None):
         self.file = file
-        self.seed = seed
         self.choices: dict[str, Choice] = {}
         self._loaded = False
         self._seed = Cache(seed) if seed is not None else None
