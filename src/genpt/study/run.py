@@ -19,6 +19,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -304,7 +305,7 @@ def run_study(recipe_name: str | Path, output: str | Path, *, seeds: int | None 
         torch.set_num_threads(threads)  # --workers gave this process a share of them
 
 
-def study_kernels(out: Path):
+def study_kernels(out: Path) -> AbstractContextManager[None]:
     """Every stage of the study in `out` runs the same kernel for the same call, in whichever process, session or
     load it runs (`select.recorded_in` OUT/kernels.json, which takes the machine's choice for a call when first asked).
 
