@@ -255,7 +255,7 @@ def test_a_choice_measured_in_a_run_is_measured_once_for_the_machine(installed, 
     assert json.loads((tmp_path / "second" / select.KERNELS_FILE).read_text())["choices"] == machine_choices
 
 
-def test_a_cache_in_a_folder_that_cannot_be_written_still_reads_its_seed(tmp_path):
+def test_a_cache_in_a_folder_that_cannot_be_written_still_reads_its_seed_and_says_so_once(tmp_path, caplog):
     machine = tmp_path / "machine.json"
     select.Cache(machine).put("a|x", select.Choice("fast", {"fast": 1.0, "plain": 2.0}))
     blocked = tmp_path / "not-a-folder"
@@ -263,3 +263,6 @@ def test_a_cache_in_a_folder_that_cannot_be_written_still_reads_its_seed(tmp_pat
     cache = select.Cache(blocked / select.KERNELS_FILE, seed=machine)
     assert cache.get("a|x").chosen == "fast"
     assert cache.put("b|y", select.Choice("plain")).chosen == "plain"  # kept in memory, said in the log
+    assert cache.get("b|y").chosen == "plain"
+    said = [r for r in caplog.records if "cannot save kernel choices" in r.getMessage()]
+    assert len(said) == 1 and str(blocked) in said[0].getMessage()  # one line for the cache, not one per choice

@@ -179,6 +179,7 @@ class Cache:
         self.choices: dict[str, Choice] = {}
         self._loaded = False
         self._seed = Cache(seed) if seed is not None else None
+        self._unwritable = False  # said once: a run folder that cannot be written would say it per choice
 
     def _read(self, file: Path) -> dict[str, Choice]:
         try:
@@ -228,7 +229,9 @@ class Cache:
                 record()
                 self._write(self.choices)
         except OSError as e:  # a read-only cache costs a measurement per process, nothing else
-            log.warning("%s: cannot save kernel choices (%s)", self.file, e)
+            if not self._unwritable:
+                log.warning("%s: cannot save kernel choices (%s); keeping them in memory", self.file, e)
+                self._unwritable = True
             record()
         return self.choices[key]
 
