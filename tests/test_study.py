@@ -121,7 +121,7 @@ def test_a_study_from_a_given_run_fine_tunes_it_without_waiting_for_a_stage_of_i
                     "-o", str(out)], check=True, timeout=600, capture_output=True)
     assert (out / "sst2" / "full-seed1" / stages.FILE).is_file()
     assert re.search(r"\| sst2 \| accuracy \| full \| [\d.]+ ± [\d.]+ \| 1 \|", (out / "report.md").read_text())
-    assert {row["task"] for row in read_curve(run)} == {"sst2"}
+    assert {row["task"] for row in read_curve(run)} == {"sst2", "sst2_verdict"}  # the paper's words and the verdicts
 
 
 def test_a_recipe_name_that_is_not_shipped_is_refused_naming_those_that_are(capsys):

@@ -4,6 +4,7 @@
 import matplotlib.image
 
 from genpt.study.figures import zeroshot_curves
+from genpt.study.zeroshot import REWORDED
 
 
 def rows(task: str, metric: str, chance: float, values: list[float], best: float | None,
@@ -72,3 +73,12 @@ def test_a_frequency_corrected_heuristic_is_named_in_the_caption_as_drawing_no_r
     assert "cola_slor" not in figure.caption  # only the corrected heuristics drawn
     plain = zeroshot_curves({"gpt": story}, tmp_path / "p.png", 0.1, corrected=["cola_slor", "story_cloze_pmi"])
     assert "corrected" not in plain.caption
+
+
+def test_a_heuristic_in_other_words_than_the_paper_s_is_named_in_the_caption_with_what_it_asks(tmp_path):
+    sst2 = rows("sst2", "accuracy", 0.5, [0.50, 0.51], best=0.75)
+    verdict = rows("sst2_verdict", "accuracy", 0.5, [0.51, 0.56], best=0.75)
+    figure = zeroshot_curves({"gpt": sst2 + verdict}, tmp_path / "v.png", 0.1, reworded=REWORDED)
+    assert f"; sst2_verdict: {REWORDED['sst2_verdict']} (not the paper's" in figure.caption
+    plain = zeroshot_curves({"gpt": sst2}, tmp_path / "p.png", 0.1, reworded=REWORDED)
+    assert "not the paper's" not in plain.caption

@@ -107,6 +107,30 @@ def test_sst2_given_training_sentences_thresholds_the_margin_chosen_on_them(lm):
     assert f"> {threshold:.4f} nats" in result.detail and "12 training sentences" in result.detail
 
 
+def test_sst2_verdict_thresholds_the_margin_of_two_whole_sentences_after_the_sentence(lm):
+    """The variant reads no " very": the sentence, then " It was great." against " It was terrible.", every token
+    of each verdict summed; the threshold as SST-2's, chosen on the training sentences."""
+    model, tokenizer, _ = lm
+    train = [Example((s,), int(i % 3 != 0), f"t:{i}") for i, s in enumerate(SENTENCES)]
+    dev = [Example((s,), i % 2, f"d:{i}") for i, s in enumerate(reversed(SENTENCES))]
+
+    def margin(sentence: str) -> float:
+        return (sum(hand_logprobs(model, tokenizer, sentence, " It was great."))
+                - sum(hand_logprobs(model, tokenizer, sentence, " It was terrible.")))
+
+    train_margins = [margin(e.texts[0]) for e in train]
+    labels = [e.label for e in train]
+    values = sorted(set(train_margins))
+    candidates = [values[0] - 1, *((a + b) / 2 for a, b in itertools.pairwise(values))]
+    threshold = max(candidates, key=lambda t: matthews_corrcoef(labels, [int(m > t) for m in train_margins]))
+    expected = [int(margin(e.texts[0]) > threshold) for e in dev]
+    result = zs.zeroshot(model, tokenizer, "sst2_verdict", dev, train)
+    assert result.predictions == expected and result.metric == "accuracy"
+    assert '" It was great."' in result.detail and f"> {threshold:.4f} nats" in result.detail
+    assert result.predictions != zs.zeroshot(model, tokenizer, "sst2", dev, train).predictions  # other words read
+    assert zs.base_task("sst2_verdict") == "sst2" and zs.normalised("sst2_verdict", 0.6, 0.7) == pytest.approx(0.5)
+
+
 def test_best_threshold_is_the_one_brute_force_finds():
     rng = np.random.default_rng(0)
     scores = np.round(rng.normal(size=60), 1)  # ties on purpose

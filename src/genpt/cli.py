@@ -427,13 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zeroshot", help="a pre-trained model's task score without fine-tuning (paper section 5)")
     p.add_argument("run", help="pre-training run or checkpoint folder")
     p.add_argument("--task", required=True, choices=["sst2", "cola", "story_cloze", "wnli", "cola_slor",
-                                                      "story_cloze_pmi"],
+                                                      "story_cloze_pmi", "sst2_verdict"],
                    help="a heuristic of the paper's section 5, or a frequency-corrected one: cola_slor (each token's "
                    "log-probability less a unigram model's of RUN's shards), story_cloze_pmi (less the ending's read "
-                   "alone)")
+                   "alone); or sst2_verdict (\" It was great.\" against \" It was terrible.\" after the sentence)")
     p.add_argument("--data", required=True, help="the task's labeled file (e.g. GLUE's dev.tsv)")
     p.add_argument("--train", help="the task's training file: CoLA's threshold is chosen on it (required), and "
-                   "with sst2 the threshold on the positive/negative margin (default: 0, the paper's rule)")
+                   "with sst2 (sst2_verdict) the threshold on the positive/negative margin (default: 0, the paper's "
+                   "rule)")
     p.add_argument("--limit", type=int, default=0, help="score only the first N examples of each file")
     p.add_argument("--every-checkpoint", action="store_true",
                    help="score each checkpoint of RUN, writing RUN/zeroshot.jsonl (the curve `genpt report` draws)")

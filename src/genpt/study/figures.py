@@ -234,10 +234,11 @@ def _zeroshot_panel(ax, runs: Mapping[str, Sequence[dict]], tasks: Sequence[str]
 
 
 def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: float,
-                    corrected: Sequence[str] = ()) -> Figure:
+                    corrected: Sequence[str] = (), reworded: Mapping[str, str] | None = None) -> Figure:
     """runs[name] = zero-shot rows (tokens, task, value, normalised) of one pre-training run's checkpoints;
     `min_gain`: how far fine-tuning had to beat chance for a task to be normalised (genpt.study.zeroshot);
-    `corrected`: the heuristics corrected for word frequency, which the caption names.
+    `corrected`: the heuristics corrected for word frequency, and `reworded`: those asking in other words than
+    the paper's, with what they ask; the caption names both.
     Tasks without that scale get a panel of their own in their metric, beside the normalised ones."""
     every = sorted({r["task"] for rows in runs.values() for r in rows})
     scaled = [t for t in every if all(r.get("normalised") is not None for rows in runs.values() for r in rows
@@ -267,6 +268,9 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
     if drawn := [t for t in every if t in corrected]:
         scale += (f"; {', '.join(drawn)}: the heuristic corrected for word frequency (not the paper's; "
                   "genpt.study.zeroshot), which a unigram model scores at chance, so it has no reference line")
+    for task in every:
+        if task in (reworded or {}):
+            scale += f"; {task}: {reworded[task]} (not the paper's; genpt.study.zeroshot)"
     shaded = any(_counted([r for r in rows if r["task"] == t]) for rows in runs.values() for t in every)
     band = (" Shaded: one standard error of each score from the number of dev examples scored (binomial for "
             "accuracy, (1 - r^2)/sqrt(n - 1) for the MCC): a rise inside the shading is noise."

@@ -30,7 +30,7 @@ from genpt.load import inference_device, load_finetuned
 from genpt.metrics import standard_error
 from genpt.predict import predict
 from genpt.study import figures, stages
-from genpt.study.zeroshot import CORRECTED, MIN_GAIN, base_task, normalised, read_curve
+from genpt.study.zeroshot import CORRECTED, MIN_GAIN, REWORDED, base_task, normalised, read_curve
 
 REPORT = "report.md"
 METRICS = "metrics.jsonl"  # genpt.train.metrics_log writes it
@@ -200,7 +200,7 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
         with_zeroshot = {r.name: r.zeroshot for r in pre if r.zeroshot}
         if with_zeroshot:
             shown.append(figures.zeroshot_curves(with_zeroshot, output / "zeroshot.png", MIN_GAIN,
-                                                 list(CORRECTED.values())))
+                                                 list(CORRECTED.values()), REWORDED))
     tables: list[tuple[str, str]] = []  # (heading, Markdown table)
     if fine:
         metric_names = {r.task.name: r.metric for r in fine}

@@ -383,20 +383,20 @@ def _pretrained(recipe: Recipe, run: Path) -> Callable[[], bool]:
 
 
 def _zeroshot_heuristics(run: Path, tasks: Sequence[Task]) -> list[tuple[Task, str]]:
-    """The heuristics a curve scores, with their task: each task's, and its frequency-corrected one where it has
-    one (cola_slor only where the run's shards are there to count: a given run's may not be)."""
+    """The heuristics a curve scores, with their task: each task's, and its variants where it has them
+    (zeroshot.VARIANTS; cola_slor only where the run's shards are there to count: a given run's may not be)."""
     try:
         shards_of_run(run)
         counted = True
     except GenptError:
         counted = False
-    return [(t, name) for t in tasks for name in (t.name, zs.CORRECTED.get(t.name))
-            if name and (counted or name not in zs.COUNTED)]
+    return [(t, name) for t in tasks for name in (t.name, *zs.VARIANTS.get(t.name, ()))
+            if counted or name not in zs.COUNTED]
 
 
 def _zeroshot_done(run: Path, tasks: Sequence[Task]) -> bool:
     """The run's curve has every heuristic's rows (a given run may hold a curve `genpt zeroshot` drew of others;
-    a curve drawn before the corrected heuristics is scored again)."""
+    a curve drawn before a variant heuristic joined is scored again)."""
     return {name for _, name in _zeroshot_heuristics(run, tasks)} <= {row["task"] for row in zs.read_curve(run)}
 
 

@@ -25,6 +25,13 @@ threshold. Each has a frequency-corrected variant (not in the paper) that measur
   pre-training tokens (SLOR, Lau, Clark and Lappin 2017), thresholded as CoLA's.
 A unigram model scores both at chance by construction, so they carry no unigram reference row.
 
+One more is the paper's with other words (not in the paper either):
+
+- sst2_verdict: the margin between two whole continuations of the sentence, " It was great." and " It was
+  terrible.", thresholded as SST-2's. The pair was chosen among three on the dev sentences, then confirmed on
+  3,000 training sentences it was not chosen on, by a criterion written before they were scored: there the
+  study's Transformer rises from 50.9% at 300 steps to 53.5-56.9% after 1,200 (docs/results.md, item 16).
+
 The log-probabilities come from genpt.study.continuations: each text read after end-of-text, many to a forward
 pass, and a text two heuristics read (CoLA's and cola_slor's sentences) scored once in a curve. Scores are
 fractions, as everywhere in genpt: accuracy for SST-2, Story Cloze and WNLI, MCC for CoLA.
@@ -53,16 +60,25 @@ from genpt.study.unigram import unigram_of_run
 
 log = logging.getLogger("genpt")
 
-TASKS = ("sst2", "cola", "story_cloze", "wnli", "cola_slor", "story_cloze_pmi")
+TASKS = ("sst2", "cola", "story_cloze", "wnli", "cola_slor", "story_cloze_pmi", "sst2_verdict")
 CORRECTED = {"cola": "cola_slor", "story_cloze": "story_cloze_pmi"}  # a task's frequency-corrected heuristic
+# a task's heuristics that are not the paper's
+VARIANTS = {**{task: (h,) for task, h in CORRECTED.items()}, "sst2": ("sst2_verdict",)}
 COUNTED = ("cola_slor",)  # the heuristics that read the unigram model of the run's shards
 METRIC = {"sst2": "accuracy", "cola": "mcc", "story_cloze": "accuracy", "wnli": "accuracy", "cola_slor": "mcc",
-          "story_cloze_pmi": "accuracy"}
+          "story_cloze_pmi": "accuracy", "sst2_verdict": "accuracy"}
 # a random guess's expected score
-CHANCE = {"sst2": 0.5, "cola": 0.0, "story_cloze": 0.5, "wnli": 0.5, "cola_slor": 0.0, "story_cloze_pmi": 0.5}
+CHANCE = {"sst2": 0.5, "cola": 0.0, "story_cloze": 0.5, "wnli": 0.5, "cola_slor": 0.0, "story_cloze_pmi": 0.5,
+          "sst2_verdict": 0.5}
 CURVE_FILE = "zeroshot.jsonl"
 UNIGRAM = "unigram"  # a curve row's `reference`: the heuristic scored by the run's token frequencies, not a checkpoint
-THRESHOLDED = ("cola", "sst2", "cola_slor")  # the tasks whose threshold the study chooses on their training sentences
+# the tasks whose threshold the study chooses on their training sentences
+THRESHOLDED = ("cola", "sst2", "cola_slor", "sst2_verdict")
+PAPER_WORDS = (" very", " positive", " negative")  # SST-2: the sentence + " very", then each word
+VERDICTS = (" It was great.", " It was terrible.")  # sst2_verdict: the sentence, then each verdict
+# the variants that ask in other words than the paper's, as a figure's caption says it
+REWORDED = {"sst2_verdict": f'SST-2 with "{VERDICTS[0]}" against "{VERDICTS[1]}" after the sentence in place of '
+                            'the paper\'s " very" + " positive"/" negative"'}
 # The best fine-tuned score must beat chance by this much to normalise by it: the unit of the scale must be
 # large against the zero-shot scores' own wobble. The cpu recipe's CoLA zero-shot MCC moves by 0.01-0.08
 # from one checkpoint to the next; divided by its fine-tuned 0.039 (then 0.055) that read as 0.2-1.4 times
@@ -72,7 +88,7 @@ MIN_GAIN = 0.1
 
 def base_task(task: str) -> str:
     """The built-in task a heuristic scores (its data, labels and fine-tuned score): "cola" for "cola_slor"."""
-    return next((base for base, corrected in CORRECTED.items() if corrected == task), task)
+    return next((base for base, variants in VARIANTS.items() if task in variants), task)
 
 
 def load_lm(path: str | Path):
@@ -86,13 +102,15 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("-inf")
 
 
-def sst2_margins(model, tokenizer, examples: Sequence[Example], scored: Scored | None = None) -> np.ndarray:
-    """log p(" positive") - log p(" negative") after each sentence and " very" (nats)."""
-    contexts = [e.texts[0].rstrip() + " very" for e in examples]
-    words = continuation_logprobs_many(model, tokenizer, [(c, word) for c in contexts
-                                                          for word in (" positive", " negative")], scored)
-    return np.array([sum(positive) - sum(negative) for positive, negative in zip(words[::2], words[1::2],
-                                                                                  strict=True)])
+def sst2_margins(model, tokenizer, examples: Sequence[Example], scored: Scored | None = None,
+                 verdict: bool = False) -> np.ndarray:
+    """log p(" positive") - log p(" negative") after each sentence and " very" (nats); with `verdict`,
+    log p(" It was great.") - log p(" It was terrible.") after the sentence alone."""
+    after, positive, negative = ("", *VERDICTS) if verdict else PAPER_WORDS
+    contexts = [e.texts[0].rstrip() + after for e in examples]
+    read = continuation_logprobs_many(model, tokenizer, [(c, text) for c in contexts for text in (positive, negative)],
+                                      scored)
+    return np.array([sum(good) - sum(bad) for good, bad in zip(read[::2], read[1::2], strict=True)])
 
 
 def cola_scores(model, tokenizer, examples: Sequence[Example], unigram=None, scored: Scored | None = None
@@ -286,17 +304,20 @@ def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
     if not examples:
         raise GenptError(f"zero-shot {task}: no examples to score")
     with torch.no_grad():
-        if task == "sst2":
+        if task in ("sst2", "sst2_verdict"):
+            verdict = task == "sst2_verdict"
+            after, positive, negative = ("", *VERDICTS) if verdict else PAPER_WORDS
+            read = f'sentence + "{after}"' if after else "sentence"
             if train_examples:
-                threshold = best_threshold(sst2_margins(model, tokenizer, train_examples, scored),
+                threshold = best_threshold(sst2_margins(model, tokenizer, train_examples, scored, verdict),
                                            np.array([e.label for e in train_examples]))
-                detail = (f'sentence + " very": positive when log p(" positive") - log p(" negative") > '
+                detail = (f'{read}: positive when log p("{positive}") - log p("{negative}") > '
                           f"{threshold:.4f} nats, the threshold maximising MCC on {len(train_examples)} training "
                           "sentences")
             else:
                 threshold = 0.0  # the paper's rule: " positive" likelier than " negative"
-                detail = 'sentence + " very": " positive" vs " negative"'
-            predicted = [int(m > threshold) for m in sst2_margins(model, tokenizer, examples, scored)]
+                detail = f'{read}: "{positive}" vs "{negative}"'
+            predicted = [int(m > threshold) for m in sst2_margins(model, tokenizer, examples, scored, verdict)]
         elif task == "story_cloze":
             predicted = story_cloze_predictions(model, tokenizer, examples, scored=scored)
             detail = "the ending with the higher mean token log-probability given the story"
@@ -442,6 +463,7 @@ def result_dict(result: ZeroShotResult) -> dict:
     return {k: v for k, v in asdict(result).items() if k != "predictions"}
 
 
-__all__ = ["CHANCE", "CORRECTED", "COUNTED", "METRIC", "TASKS", "THRESHOLDED", "UNIGRAM", "ZeroShotData",
-           "ZeroShotResult", "base_task", "best_threshold", "load_lm", "normalised", "read_curve", "read_task",
-           "score_checkpoints", "score_run", "wnli_alignment", "write_curve", "zeroshot", "zeroshot_curve"]
+__all__ = ["CHANCE", "CORRECTED", "COUNTED", "METRIC", "PAPER_WORDS", "REWORDED", "TASKS", "THRESHOLDED", "UNIGRAM",
+           "VARIANTS", "VERDICTS", "ZeroShotData", "ZeroShotResult", "base_task", "best_threshold", "load_lm",
+           "normalised", "read_curve", "read_task", "score_checkpoints", "score_run", "wnli_alignment",
+           "write_curve", "zeroshot", "zeroshot_curve"]
