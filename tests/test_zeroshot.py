@@ -87,14 +87,20 @@ def test_sst2_compares_positive_with_negative_after_very(lm):
     assert result.value == pytest.approx(np.mean([p == e.label for p, e in zip(expected, examples, strict=True)]))
 
 
-def test_sst2_given_training_sentences_thresholds_the_margin_chosen_on_them(lm):
+@pytest.mark.parametrize("task, after, positive, negative", [
+    ("sst2", " very", " positive", " negative"),  # the paper's words
+    ("sst2_verdict", "", " It was great.", " It was terrible."),  # a whole verdict after the sentence, no " very"
+])
+def test_sst2_given_training_sentences_thresholds_the_margin_chosen_on_them(lm, task, after, positive, negative):
+    """Each continuation's tokens summed, their margin compared with the threshold that maximises MCC on the
+    training sentences (found here by brute force over the midpoints)."""
     model, tokenizer, _ = lm
     train = [Example((s,), int(i % 3 != 0), f"t:{i}") for i, s in enumerate(SENTENCES)]
     dev = [Example((s,), i % 2, f"d:{i}") for i, s in enumerate(reversed(SENTENCES))]
 
     def margin(sentence: str) -> float:
-        return (sum(hand_logprobs(model, tokenizer, sentence + " very", " positive"))
-                - sum(hand_logprobs(model, tokenizer, sentence + " very", " negative")))
+        return (sum(hand_logprobs(model, tokenizer, sentence + after, positive))
+                - sum(hand_logprobs(model, tokenizer, sentence + after, negative)))
 
     train_margins = [margin(e.texts[0]) for e in train]
     labels = [e.label for e in train]
@@ -102,33 +108,19 @@ def test_sst2_given_training_sentences_thresholds_the_margin_chosen_on_them(lm):
     candidates = [values[0] - 1, *((a + b) / 2 for a, b in itertools.pairwise(values))]
     threshold = max(candidates, key=lambda t: matthews_corrcoef(labels, [int(m > t) for m in train_margins]))
     expected = [int(margin(e.texts[0]) > threshold) for e in dev]
-    result = zs.zeroshot(model, tokenizer, "sst2", dev, train)
+    result = zs.zeroshot(model, tokenizer, task, dev, train)
     assert result.predictions == expected and result.metric == "accuracy"
-    assert f"> {threshold:.4f} nats" in result.detail and "12 training sentences" in result.detail
+    assert f'log p("{positive}")' in result.detail and f"> {threshold:.4f} nats" in result.detail
+    assert "12 training sentences" in result.detail
+    assert zs.base_task(task) == "sst2" and zs.normalised(task, 0.6, 0.7) == pytest.approx(0.5)
 
 
-def test_sst2_verdict_thresholds_the_margin_of_two_whole_sentences_after_the_sentence(lm):
-    """The variant reads no " very": the sentence, then " It was great." against " It was terrible.", every token
-    of each verdict summed; the threshold as SST-2's, chosen on the training sentences."""
+def test_sst2_verdict_reads_other_words_than_the_paper_s(lm):
     model, tokenizer, _ = lm
-    train = [Example((s,), int(i % 3 != 0), f"t:{i}") for i, s in enumerate(SENTENCES)]
-    dev = [Example((s,), i % 2, f"d:{i}") for i, s in enumerate(reversed(SENTENCES))]
-
-    def margin(sentence: str) -> float:
-        return (sum(hand_logprobs(model, tokenizer, sentence, " It was great."))
-                - sum(hand_logprobs(model, tokenizer, sentence, " It was terrible.")))
-
-    train_margins = [margin(e.texts[0]) for e in train]
-    labels = [e.label for e in train]
-    values = sorted(set(train_margins))
-    candidates = [values[0] - 1, *((a + b) / 2 for a, b in itertools.pairwise(values))]
-    threshold = max(candidates, key=lambda t: matthews_corrcoef(labels, [int(m > t) for m in train_margins]))
-    expected = [int(margin(e.texts[0]) > threshold) for e in dev]
-    result = zs.zeroshot(model, tokenizer, "sst2_verdict", dev, train)
-    assert result.predictions == expected and result.metric == "accuracy"
-    assert '" It was great."' in result.detail and f"> {threshold:.4f} nats" in result.detail
-    assert result.predictions != zs.zeroshot(model, tokenizer, "sst2", dev, train).predictions  # other words read
-    assert zs.base_task("sst2_verdict") == "sst2" and zs.normalised("sst2_verdict", 0.6, 0.7) == pytest.approx(0.5)
+    examples = [Example((s,), i % 2, f"x:{i}") for i, s in enumerate(SENTENCES)]
+    paper, verdict = (zs.zeroshot(model, tokenizer, task, examples) for task in ("sst2", "sst2_verdict"))
+    assert paper.predictions != verdict.predictions
+    assert verdict.detail == 'sentence: " It was great." vs " It was terrible."'
 
 
 def test_best_threshold_is_the_one_brute_force_finds():
