@@ -1,10 +1,10 @@
-"""The zero-shot figure: tasks with a fine-tuned scale are drawn normalised as in the paper; a task without one
+"""The zero-shot figure, a panel a task: tasks with a fine-tuned scale are drawn normalised as in the paper; one without
 (fine-tuning never beat chance by MIN_GAIN) gets a panel of its own in its metric instead of being left out."""
 
 import matplotlib.image
 
 from genpt.study.figures import zeroshot_curves
-from genpt.study.zeroshot import REWORDED
+from genpt.study.zeroshot import REWORDED, base_task
 
 
 def rows(task: str, metric: str, chance: float, values: list[float], best: float | None,
@@ -82,3 +82,13 @@ def test_a_heuristic_in_other_words_than_the_paper_s_is_named_in_the_caption_wit
     assert f"; sst2_verdict: {REWORDED['sst2_verdict']} (not the paper's" in figure.caption
     plain = zeroshot_curves({"gpt": sst2}, tmp_path / "p.png", 0.1, reworded=REWORDED)
     assert "not the paper's" not in plain.caption
+
+
+def test_a_task_s_heuristics_share_its_panel(tmp_path):
+    drawn = [*rows("cola", "mcc", 0.0, [0.04, 0.05], best=0.3), *rows("cola_slor", "mcc", 0.0, [0.05, 0.12], best=0.3),
+             *rows("sst2", "accuracy", 0.5, [0.50, 0.51], best=0.75),
+             *rows("sst2_verdict", "accuracy", 0.5, [0.51, 0.56], best=0.75)]
+    grouped = zeroshot_curves({"gpt": drawn}, tmp_path / "grouped.png", 0.1, task_of=base_task)
+    apart = zeroshot_curves({"gpt": drawn}, tmp_path / "apart.png", 0.1)
+    assert "a panel a task" in grouped.caption and grouped.caption == apart.caption
+    assert width(tmp_path / "grouped.png") < 0.8 * width(tmp_path / "apart.png")  # two panels a row, not three

@@ -7,7 +7,7 @@ what it shows. Each has a title and labelled axes with units. genpt.study.report
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,25 +234,29 @@ def _zeroshot_panel(ax, runs: Mapping[str, Sequence[dict]], tasks: Sequence[str]
 
 
 def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: float,
-                    corrected: Sequence[str] = (), reworded: Mapping[str, str] | None = None) -> Figure:
+                    corrected: Sequence[str] = (), reworded: Mapping[str, str] | None = None,
+                    task_of: Callable[[str], str] = lambda heuristic: heuristic) -> Figure:
     """runs[name] = zero-shot rows (tokens, task, value, normalised) of one pre-training run's checkpoints;
     `min_gain`: how far fine-tuning had to beat chance for a task to be normalised (genpt.study.zeroshot);
     `corrected`: the heuristics corrected for word frequency, and `reworded`: those asking in other words than
-    the paper's, with what they ask; the caption names both.
-    Tasks without that scale get a panel of their own in their metric, beside the normalised ones."""
+    the paper's, with what they ask; the caption names both. `task_of` gives a heuristic's task: one panel a
+    task, its heuristics together, on the normalised scale where every one of them has it, else in its metric."""
     every = sorted({r["task"] for rows in runs.values() for r in rows})
+    groups: dict[str, list[str]] = {}
+    for heuristic in every:
+        groups.setdefault(task_of(heuristic), []).append(heuristic)
     scaled = [t for t in every if all(r.get("normalised") is not None for rows in runs.values() for r in rows
-                                      if r["task"] == t)]
+                                      if task_of(r["task"]) == task_of(t))]
     raw = [t for t in every if t not in scaled]
     colors = dict(zip(every, _colors(len(every)), strict=True))
-    panels = [panel for panel in (
-        (scaled, "normalised", "Normalised", "score normalised: 0 = chance, 1 = best fine-tuned"),
-        (raw, "value", "In the task's metric" if scaled else "", "zero-shot score, the task's metric (dotted: chance)"),
-    ) if panel[0]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.4), squeeze=False)
-    for ax, (tasks, key, title, ylabel) in zip(axes.flat, panels, strict=True):
-        _zeroshot_panel(ax, runs, tasks, colors, key)
-        ax.set(title=title, ylabel=ylabel)
+    fig, axes = _grid(len(groups), height=3.8)
+    for ax, (task, heuristics) in zip(axes, groups.items(), strict=True):
+        key = "normalised" if heuristics[0] in scaled else "value"
+        _zeroshot_panel(ax, runs, heuristics, colors, key)
+        metric = next(r["metric"] for rows in runs.values() for r in rows if r["task"] == heuristics[0])
+        ax.set(title=f"{task}: normalised" if key == "normalised" else f"{task}: {metric}",
+               ylabel="0 = chance, 1 = best fine-tuned" if key == "normalised" else f"zero-shot {metric} "
+               "(dotted: chance)")
     fig.suptitle("Zero-shot behaviour during pre-training")
     _save(fig, path, legend_right=True)
     if not scaled:
@@ -260,7 +264,7 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
     else:
         scale = "normalised between chance (0) and the best fine-tuned score (1), as in the paper's Figure 2 (right)"
         if raw:
-            scale += (f"; right, in its own metric with its chance level dotted: {', '.join(raw)}, whose fine-tuned "
+            scale += (f"; in its own metric with its chance level dotted: {', '.join(raw)}, whose fine-tuned "
                       f"score did not beat chance by {min_gain:g}, so there is no scale to normalise it by")
     if any(r.get("reference") for rows in runs.values() for r in rows):
         scale += ("; dash-dotted, each task's heuristic scored by a unigram model of the pre-training tokens (word "
@@ -277,7 +281,7 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
             if shaded else "")
     return Figure(path.name, "Zero-shot curves (the paper's Figure 2, right)",
                   "The zero-shot heuristics of genpt.study.zeroshot scored at each checkpoint of each "
-                  f"pre-training run (line style: run; colour: task), {scale}.{band}")
+                  f"pre-training run (a panel a task; line style: run; colour: heuristic), {scale}.{band}")
 
 
 def confusion(matrix: np.ndarray, labels: Sequence[str], title: str, runs: int, path: Path) -> Figure:

@@ -200,7 +200,7 @@ def write_report(runs: Sequence[str | Path], output: str | Path,
         with_zeroshot = {r.name: r.zeroshot for r in pre if r.zeroshot}
         if with_zeroshot:
             shown.append(figures.zeroshot_curves(with_zeroshot, output / "zeroshot.png", MIN_GAIN,
-                                                 list(CORRECTED.values()), REWORDED))
+                                                 list(CORRECTED.values()), REWORDED, base_task))
     tables: list[tuple[str, str]] = []  # (heading, Markdown table)
     if fine:
         metric_names = {r.task.name: r.metric for r in fine}
