@@ -102,11 +102,16 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("-inf")
 
 
+def sst2_words(verdict: bool) -> tuple[str, str, str]:
+    """What SST-2's heuristic appends to the sentence, then its positive and its negative continuation."""
+    return ("", *VERDICTS) if verdict else PAPER_WORDS
+
+
 def sst2_margins(model, tokenizer, examples: Sequence[Example], scored: Scored | None = None,
                  verdict: bool = False) -> np.ndarray:
     """log p(" positive") - log p(" negative") after each sentence and " very" (nats); with `verdict`,
     log p(" It was great.") - log p(" It was terrible.") after the sentence alone."""
-    after, positive, negative = ("", *VERDICTS) if verdict else PAPER_WORDS
+    after, positive, negative = sst2_words(verdict)
     contexts = [e.texts[0].rstrip() + after for e in examples]
     read = continuation_logprobs_many(model, tokenizer, [(c, text) for c in contexts for text in (positive, negative)],
                                       scored)
@@ -306,7 +311,7 @@ def zeroshot(model, tokenizer, task: str, examples: Sequence[Example],
     with torch.no_grad():
         if task in ("sst2", "sst2_verdict"):
             verdict = task == "sst2_verdict"
-            after, positive, negative = ("", *VERDICTS) if verdict else PAPER_WORDS
+            after, positive, negative = sst2_words(verdict)
             read = f'sentence + "{after}"' if after else "sentence"
             if train_examples:
                 threshold = best_threshold(sst2_margins(model, tokenizer, train_examples, scored, verdict),
