@@ -245,13 +245,14 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
     groups: dict[str, list[str]] = {}
     for heuristic in every:
         groups.setdefault(task_of(heuristic), []).append(heuristic)
-    scaled = [t for t in every if all(r.get("normalised") is not None for rows in runs.values() for r in rows
-                                      if task_of(r["task"]) == task_of(t))]
-    raw = [t for t in every if t not in scaled]
+    normalisable = {task for task, heuristics in groups.items()
+                    if all(r.get("normalised") is not None for rows in runs.values() for r in rows
+                           if r["task"] in heuristics)}
+    raw = [h for task, heuristics in groups.items() if task not in normalisable for h in heuristics]
     colors = dict(zip(every, _colors(len(every)), strict=True))
     fig, axes = _grid(len(groups), height=3.8)
     for ax, (task, heuristics) in zip(axes, groups.items(), strict=True):
-        key = "normalised" if heuristics[0] in scaled else "value"
+        key = "normalised" if task in normalisable else "value"
         _zeroshot_panel(ax, runs, heuristics, colors, key)
         metric = next(r["metric"] for rows in runs.values() for r in rows if r["task"] == heuristics[0])
         ax.set(title=f"{task}: normalised" if key == "normalised" else f"{task}: {metric}",
@@ -259,7 +260,7 @@ def zeroshot_curves(runs: Mapping[str, Sequence[dict]], path: Path, min_gain: fl
                "(dotted: chance)")
     fig.suptitle("Zero-shot behaviour during pre-training")
     _save(fig, path, legend_right=True)
-    if not scaled:
+    if not normalisable:
         scale = "as fractions (no best fine-tuned score was given to normalise them)"
     else:
         scale = "normalised between chance (0) and the best fine-tuned score (1), as in the paper's Figure 2 (right)"
